@@ -1,0 +1,12 @@
+"""nnlstm: Keras-style recurrent layers for NNabla, unrolled into static, exportable graphs.
+
+Shape legend: B batch size, T time steps, D input features, H units.
+"""
+from .cells import LSTMCell, LSTMState
+from .context import context
+from .export import save_nnp
+from .layers import LSTM
+from .unroll import unroll
+
+__version__ = '0.1.0'
+__all__ = ['LSTM', 'LSTMCell', 'LSTMState', 'context', 'save_nnp', 'unroll']

@@ -1,0 +1,60 @@
+"""Independent oracles written from the equations, in float64 NumPy, and the seed's own
+LSTM code (the blog post's concatenate + affine + four slices), kept as it was written."""
+import numpy as np
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+
+ACT = {'tanh': np.tanh, 'sigmoid': lambda v: 1 / (1 + np.exp(-v)),
+       'relu': lambda v: np.maximum(v, 0), 'linear': lambda v: v}
+
+
+def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid'):
+    """x (B, T, D); w (D + H, 4H) and b (4H,) in the seed's a, i, f, o blocks.
+    Returns ys (B, T, H) aligned with the input steps, c_T, h_T."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    batch, steps, _ = x.shape
+    units = w.shape[1] // 4
+    b = np.zeros(4 * units) if b is None else np.asarray(b, np.float64)
+    c = np.zeros((batch, units)) if c0 is None else np.asarray(c0, np.float64)
+    h = np.zeros((batch, units)) if h0 is None else np.asarray(h0, np.float64)
+    act, ract = ACT[act], ACT[ract]
+    ys = np.zeros((batch, steps, units))
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        z = np.concatenate([x[:, t], h], axis=1) @ w + b
+        a, i, f, o = np.split(z, 4, axis=1)
+        c = ract(f) * c + ract(i) * act(a)
+        h = ract(o) * act(c)
+        ys[:, t] = h
+    return ys, c, h
+
+
+def seed_lstm_cell(x, c, h):
+    """The seed's cell, verbatim in spirit: parameters WaWiWfWo in the caller's scope."""
+    units = c.shape[1]
+    z = PF.affine(F.concatenate(x, h, axis=1), 4 * units, name='WaWiWfWo')
+    a = F.tanh(z[:, units * 0:units * 1])
+    i = F.sigmoid(z[:, units * 1:units * 2])
+    f = F.sigmoid(z[:, units * 2:units * 3])
+    o = F.sigmoid(z[:, units * 3:units * 4])
+    c = a * i + f * c
+    h = o * F.tanh(c)
+    return c, h
+
+
+def seed_lstm(inputs, units, initial_state=None, return_sequences=False, return_state=False,
+              name='lstm'):
+    batch = inputs.shape[0]
+    if initial_state is None:
+        c0 = nn.Variable.from_numpy_array(np.zeros((batch, units), np.float32))
+        h0 = nn.Variable.from_numpy_array(np.zeros((batch, units), np.float32))
+    else:
+        c0, h0 = initial_state
+    c, h = c0, h0
+    hs = []
+    with nn.parameter_scope(name):
+        for x in F.split(inputs, axis=1):
+            c, h = seed_lstm_cell(x, c, h)
+            hs.append(h)
+    y = F.stack(*hs, axis=1) if return_sequences else hs[-1]
+    return (y, c, h) if return_state else y
