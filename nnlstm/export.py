@@ -68,13 +68,27 @@ def save_nnp(path, inputs, outputs, network_name='inference', executor_name='run
         'executors': [{'name': executor_name, 'network': network_name,
                        'data': list(inputs), 'output': list(outputs)}],
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix='.nnp', prefix='.tmp-', dir=folder)
+    return atomic_write(path, lambda tmp: save(tmp, contents, variable_batch_size=True))
+
+
+def save_parameters(path):
+    """``nn.save_parameters(path)`` (.h5 or .protobuf), written to a temporary name and
+    renamed, so an interrupted save never leaves a broken file."""
+    path = os.fspath(path)
+    return atomic_write(path, nn.save_parameters)
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (same extension, since
+    NNabla's writers choose the format by it), then rename it to ``path``."""
+    folder, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(base)[1], prefix='.tmp-', dir=folder)
     os.close(fd)
     try:
-        save(tmp, contents, variable_batch_size=True)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
     return path

@@ -4,9 +4,11 @@ import nnabla.functions as F
 
 def split_time(inputs, axis):
     """Split ``inputs`` along its time ``axis`` into a list of T (B, D) Variables with one
-    ``F.split`` (``F.split`` rejects a single output, so T = 1 is a reshape)."""
+    ``F.split``. ``F.split`` rejects a single output, so T = 1 is a reshape to the concrete
+    (B, D): NNabla's saver turns a Reshape's leading batch size into -1, and rejects any
+    other leading value."""
     if inputs.shape[axis] == 1:
-        return [F.reshape(inputs, (-1, inputs.shape[2]))]
+        return [F.reshape(inputs, (inputs.shape[1 - axis], inputs.shape[2]))]
     return list(F.split(inputs, axis=axis))
 
 

@@ -1,0 +1,184 @@
+"""Sine-wave prediction with nnlstm, end to end.
+
+Trains an LSTM regressor to predict the next value of a noisy sine wave from the last
+``--window`` values, validates without building gradients, saves the parameters (.h5),
+exports an inference .nnp (no dropout, variable batch size), reloads that .nnp with NNabla's
+own NnpLoader (no nnlstm involved), predicts the future closed-loop (feeding predictions
+back) and writes a plot of truth vs prediction.
+
+    ./run sine                      # about two minutes on 2 CPU cores
+    ./run sine -i 300 -o out/quick  # a quick look
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+import nnabla.solvers as S
+from nnabla.monitor import Monitor, MonitorSeries, MonitorTimeElapsed
+from nnabla.utils.nnp_graph import NnpLoader
+
+import nnlstm
+
+
+def get_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--context', '-c', default='cpu', choices=nnlstm.CONTEXTS,
+                   help="'cpu', or 'cudnn' with nnabla-ext-cuda120")
+    p.add_argument('--device-id', '-d', default='0')
+    p.add_argument('--type-config', '-t', default='float')
+    p.add_argument('--batch-size', '-b', type=int, default=32)
+    p.add_argument('--max-iter', '-i', type=int, default=4000)
+    p.add_argument('--val-interval', type=int, default=250)
+    p.add_argument('--learning-rate', type=float, default=3e-3)
+    p.add_argument('--window', type=int, default=24, help='time steps T fed to the LSTM')
+    p.add_argument('--units', type=int, default=32)
+    p.add_argument('--period', type=float, default=25.0, help='sine period in steps')
+    p.add_argument('--noise', type=float, default=0.05)
+    p.add_argument('--predict-steps', type=int, default=100,
+                   help='closed-loop prediction horizon')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--model-save-path', '-o', default='out/sine')
+    p.add_argument('--monitor-path', '-m', default=None,
+                   help='defaults to --model-save-path')
+    args = p.parse_args()
+    args.monitor_path = args.monitor_path or args.model_save_path
+    return args
+
+
+def sine_series(length, period, noise, rng):
+    t = np.arange(length)
+    return (np.sin(2 * np.pi * t / period) + noise * rng.randn(length)).astype(np.float32)
+
+
+def windows(series, window):
+    """All (window -> next value) pairs: x (N, window, 1), t (N, 1)."""
+    idx = np.arange(len(series) - window)[:, None] + np.arange(window)
+    return series[idx][..., None], series[window:][:, None]
+
+
+def model(x, units):
+    """x (B, T, 1) -> next value (B, 1). Same names, same parameters in every graph."""
+    h = nnlstm.LSTM(x, units, name='lstm')
+    return PF.affine(h, 1, name='fc')
+
+
+def closed_loop(forward, start, steps):
+    """Predict ``steps`` values after each row of ``start`` (B, T, 1), feeding each
+    prediction back as the newest input."""
+    window = start.copy()
+    preds = []
+    for _ in range(steps):
+        y = forward(window)                                       # (B, 1)
+        preds.append(y[:, 0])
+        window = np.concatenate([window[:, 1:], y[:, None, :]], axis=1)
+    return np.stack(preds, axis=1)                                # (B, steps)
+
+
+def plot(path, history, truth, pred, mse):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = len(truth)
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 2.2 * rows), squeeze=False)
+    t_hist = np.arange(-history.shape[1], 0)
+    t_future = np.arange(truth.shape[1])
+    for k, ax in enumerate(axes[:, 0]):
+        ax.plot(t_hist, history[k, :, 0], color='gray', label='input window')
+        ax.plot(t_future, truth[k], color='black', label='truth')
+        ax.plot(t_future, pred[k], '--', color='tab:red', label='closed-loop prediction')
+        ax.set_ylabel('x')
+    axes[0, 0].legend(loc='upper right', fontsize=8)
+    axes[0, 0].set_title('nnlstm sine prediction from the reloaded .nnp (MSE %.4f)' % mse)
+    axes[-1, 0].set_xlabel('steps after the window')
+    fig.tight_layout()
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main():
+    args = get_args()
+    nn.set_default_context(nnlstm.context(args.context, args.device_id, args.type_config))
+    os.makedirs(args.model_save_path, exist_ok=True)
+    rng = np.random.RandomState(args.seed)
+    nn.random.seed(args.seed)
+
+    series = sine_series(4000, args.period, args.noise, rng)
+    split = int(len(series) * 0.8)
+    train_x, train_t = windows(series[:split], args.window)
+    val_x, val_t = windows(series[split:], args.window)
+
+    # Training graph (batch-size B) and validation graph (the whole validation set, no
+    # gradients built) share the parameters through the layers' names.
+    x = nn.Variable((args.batch_size, args.window, 1))
+    t = nn.Variable((args.batch_size, 1))
+    loss = F.mean(F.squared_error(model(x, args.units), t))
+    with nn.no_grad():
+        vx, vt = nn.Variable.from_numpy_array(val_x), nn.Variable.from_numpy_array(val_t)
+        vloss = F.mean(F.squared_error(model(vx, args.units), vt))
+
+    solver = S.Adam(args.learning_rate)
+    solver.set_parameters(nn.get_parameters())
+    monitor = Monitor(args.monitor_path)
+    m_loss = MonitorSeries('training loss', monitor, interval=args.val_interval)
+    m_val = MonitorSeries('validation mse', monitor, interval=1)
+    m_time = MonitorTimeElapsed('training time', monitor, interval=args.val_interval)
+
+    start = time.time()
+    for i in range(1, args.max_iter + 1):
+        idx = rng.randint(0, len(train_x), args.batch_size)
+        x.d, t.d = train_x[idx], train_t[idx]
+        loss.forward(clear_no_need_grad=True)
+        solver.zero_grad()
+        loss.backward(clear_buffer=True)
+        solver.update()
+        m_loss.add(i, loss.d.copy())
+        m_time.add(i)
+        if i % args.val_interval == 0 or i == args.max_iter:
+            vloss.forward(clear_buffer=True)
+            m_val.add(i, vloss.d.copy())
+    val_mse = float(vloss.d)
+    print('trained %d iterations in %.1f s; validation MSE %.5f (noise floor %.5f)'
+          % (args.max_iter, time.time() - start, val_mse, args.noise ** 2))
+
+    params_path = os.path.join(args.model_save_path, 'sine_params.h5')
+    nnlstm.save_parameters(params_path)
+    nnp_path = os.path.join(args.model_save_path, 'sine.nnp')
+    with nn.no_grad():
+        ex = nn.Variable((1, args.window, 1))
+        ey = model(ex, args.units)
+    nnlstm.save_nnp(nnp_path, {'x': ex}, {'y': ey})
+    # An input for `nnabla_cli infer` (see the README): one window, raw float32.
+    val_x[:1].astype(np.float32).tofile(os.path.join(args.model_save_path, 'sine_input.bin'))
+
+    # Reload the .nnp with NNabla's own loader, into an empty parameter store, at another
+    # batch size than it was exported with, and predict closed-loop.
+    nn.clear_parameters()
+    starts = np.arange(4) * (len(val_x) - args.predict_steps) // 4
+    net = NnpLoader(nnp_path).get_network('inference', batch_size=len(starts))
+    nx, ny = net.inputs['x'], net.outputs['y']
+
+    def forward(window):
+        nx.d = window
+        ny.forward(clear_buffer=True)
+        return ny.d.copy()
+
+    history = val_x[starts]
+    truth = np.stack([val_t[s:s + args.predict_steps, 0] for s in starts])
+    pred = closed_loop(forward, history, args.predict_steps)
+    mse = float(np.mean((pred - truth) ** 2))
+    png = os.path.join(args.model_save_path, 'sine_prediction.png')
+    plot(png, history, truth, pred, mse)
+    print('saved %s, %s and %s' % (params_path, nnp_path, png))
+    print('closed-loop prediction from the reloaded .nnp, %d steps x %d windows: MSE %.5f'
+          % (args.predict_steps, len(starts), mse))
+    return val_mse, mse
+
+
+if __name__ == '__main__':
+    main()
