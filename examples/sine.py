@@ -31,10 +31,10 @@ def get_args():
     p.add_argument('--device-id', '-d', default='0')
     p.add_argument('--type-config', '-t', default='float')
     p.add_argument('--batch-size', '-b', type=int, default=32)
-    p.add_argument('--max-iter', '-i', type=int, default=4000)
+    p.add_argument('--max-iter', '-i', type=int, default=6000)
     p.add_argument('--val-interval', type=int, default=250)
     p.add_argument('--learning-rate', type=float, default=3e-3)
-    p.add_argument('--window', type=int, default=24, help='time steps T fed to the LSTM')
+    p.add_argument('--window', type=int, default=32, help='time steps T fed to the LSTM')
     p.add_argument('--units', type=int, default=32)
     p.add_argument('--period', type=float, default=25.0, help='sine period in steps')
     p.add_argument('--noise', type=float, default=0.05)
@@ -50,8 +50,10 @@ def get_args():
 
 
 def sine_series(length, period, noise, rng):
+    """Two sines (``period`` and 2.45 x ``period`` steps) plus Gaussian noise."""
     t = np.arange(length)
-    return (np.sin(2 * np.pi * t / period) + noise * rng.randn(length)).astype(np.float32)
+    clean = np.sin(2 * np.pi * t / period) + 0.5 * np.sin(2 * np.pi * t / (2.45 * period))
+    return (clean + noise * rng.randn(length)).astype(np.float32)
 
 
 def windows(series, window):
@@ -133,6 +135,9 @@ def main():
     for i in range(1, args.max_iter + 1):
         idx = rng.randint(0, len(train_x), args.batch_size)
         x.d, t.d = train_x[idx], train_t[idx]
+        # Cosine decay to 1% of the initial rate.
+        progress = (i - 1) / args.max_iter
+        solver.set_learning_rate(args.learning_rate * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * progress))))
         loss.forward(clear_no_need_grad=True)
         solver.zero_grad()
         loss.backward(clear_buffer=True)

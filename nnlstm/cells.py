@@ -136,26 +136,19 @@ class LSTMCore:
                 f = gates.index('lstm', 'nnlstm', 'f')
                 bias[f * h:(f + 1) * h] = 1.0
             b = parameter('WaWiWfWo/affine/b', (k * h,), '(4H,)', bias, fix_parameters)
-        # Viewed once per layer as (rows, gates, H) so each step's affine yields (B, 4, H)
-        # and one F.split separates the gates, with no batch-dependent reshape.
-        self.w = F.reshape(w, (d + h, k, h))
-        self.b = None if b is None else F.reshape(b, (k, h))
-        self._wx = None
-
-    @property
-    def wx(self):
-        """The input rows of the weight, for a first step that has no state to read."""
-        if self._wx is None:
-            self._wx = F.slice(self.w, (0, 0, 0), (self.input_size, self.gates, self.units))
-        return self._wx
+        self.w, self.b = w, b
 
     def __call__(self, x, state):
         """One step: ``x`` (B, D), ``state`` an :class:`LSTMState` or None (zeros).
         Returns ``(h_t, LSTMState(c_t, h_t))``."""
+        units = self.units
         if state is None:
-            z = F.affine(x, self.wx, self.b)
+            xh = F.pad(x, (0, units))  # [x, 0] without reading a state Variable
         else:
-            z = F.affine(F.concatenate(x, state.h, axis=1), self.w, self.b)
+            xh = F.concatenate(x, state.h, axis=1)
+        # The affine reads the parameters themselves (NNabla's ONNX exporter requires it);
+        # the reshape leads with the concrete batch, which NNabla's saver makes variable.
+        z = F.reshape(F.affine(xh, self.w, self.b), (x.shape[0], self.gates, units))
         a, i, f, o = F.split(z, axis=1)
         a = self.act(a)
         i, o = self.ract(i), self.ract(o)
