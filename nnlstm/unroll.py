@@ -1,5 +1,40 @@
 """The one loop that unrolls every cell over time into a static NNabla graph."""
+import threading
+import warnings
+
 import nnabla.functions as F
+
+try:
+    import resource
+except ImportError:  # Windows: the main thread's stack is fixed when the process starts
+    resource = None
+
+#: Stack NNabla's recursive graph walks need per unrolled step (forward, backward and the
+#: deletion of a graph all recurse along it): measured about 1.5 KiB per LSTM step, so that
+#: the default 8 MiB stack segfaults near T = 6000. Four times that, for headroom.
+STACK_PER_STEP = 6 * 1024
+STACK_BASE = 16 * 1024 * 1024
+
+
+def ensure_stack(steps):
+    """Raise the soft stack limit of the main thread so a graph of ``steps`` unrolled steps
+    can run and be deleted. Linux grows the main thread's stack on demand up to the current
+    soft limit, so raising it at run time is enough; other threads keep the stack they were
+    created with (``threading.stack_size`` sets it)."""
+    need = STACK_BASE + steps * STACK_PER_STEP
+    if resource is None or need <= 8 * 1024 * 1024:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        warnings.warn("a graph of %d steps built outside the main thread may overflow that "
+                      "thread's stack; create the thread after threading.stack_size(%d)"
+                      % (steps, need), RuntimeWarning, stacklevel=3)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY:
+        need = min(need, hard)
+    resource.setrlimit(resource.RLIMIT_STACK, (need, hard))
 
 
 def split_time(inputs, axis):
@@ -27,6 +62,7 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False):
         after the last processed step.
     """
     xs = split_time(inputs, 0 if time_major else 1)
+    ensure_stack(len(xs))
     steps = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
     outputs = [None] * len(xs)
     state = initial_state

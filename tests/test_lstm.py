@@ -301,3 +301,27 @@ def test_reused_name_with_other_shapes_is_a_clear_error():
                                          r"exists with shape \(6, 16\); expected "
                                          r"\(D \+ H, 4H\) = \(7, 20\)"):
         nnlstm.LSTM(var(GOOD), H + 1, name='enc')
+
+
+LONG = '''
+import numpy as np, nnabla as nn, nnabla.functions as F, nnlstm
+x = nn.Variable.from_numpy_array(np.random.RandomState(0).randn(2, 10000, 1).astype(np.float32),
+                                 need_grad=True)
+y = nnlstm.LSTM(x, 4, return_sequences=True)
+loss = F.mean(y)
+loss.forward(clear_no_need_grad=True)
+loss.backward(clear_buffer=True)
+print('ok', np.isfinite(x.g).all(), float(np.abs(x.g[:, 0]).sum()) > 0)
+del x, y, loss
+'''
+
+
+def test_ten_thousand_steps_build_run_delete_and_exit_cleanly():
+    """NNabla walks (and frees) the graph recursively: without nnlstm raising the stack
+    limit this segfaults near T = 6000 with the default 8 MiB stack."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', LONG], capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ['ok', 'True', 'True']
