@@ -2,12 +2,13 @@
 
 Shape legend: B batch size, T time steps, D input features, H units.
 """
-from .cells import LSTMCell, LSTMState
+from .cells import GRUCell, HiddenState, LSTMCell, LSTMState, SimpleRNNCell
 from .context import CONTEXTS, context
 from .export import save_nnp, save_parameters
-from .layers import LSTM
+from .layers import GRU, LSTM, Bidirectional, Carry, SimpleRNN, Stacked
 from .unroll import unroll
 
 __version__ = '0.1.0'
-__all__ = ['CONTEXTS', 'LSTM', 'LSTMCell', 'LSTMState', 'context', 'save_nnp',
-           'save_parameters', 'unroll']
+__all__ = ['Bidirectional', 'CONTEXTS', 'Carry', 'GRU', 'GRUCell', 'HiddenState', 'LSTM',
+           'LSTMCell', 'LSTMState', 'SimpleRNN', 'SimpleRNNCell', 'Stacked', 'context',
+           'save_nnp', 'save_parameters', 'unroll']

@@ -5,9 +5,14 @@ Shape legend used in every docstring of nnlstm:
 
 A cell core is created once per layer inside the caller's parameter scope (that is where
 its parameters are created or found, exactly as NNabla's ``PF`` functions do) and then
-called once per step as ``core(x_t, state) -> (y_t, new_state)``. ``state`` None means the
-zero state: the first step then reads no state Variable at all, so a graph built without an
-``initial_state`` has no extra input (an exported ``.nnp`` keeps a variable batch size).
+called once per step as ``core(x_t, state, h_mask) -> (y_t, new_state)``, ``state`` a
+NamedTuple of (B, H) Variables. ``core.zero_state(x_t)`` computes zeros from the input
+itself, so a graph built without an ``initial_state`` reads no state Variable (an exported
+``.nnp`` has no extra input and keeps a variable batch size).
+
+Every affine reads its parameters themselves, never a reshaped or sliced view of them:
+NNabla's ONNX exporter requires it. Gate blocks come out of one affine as (B, kH), are
+reshaped to (B, k, H) and separated by one ``F.split``.
 """
 import contextlib
 from typing import NamedTuple
@@ -24,6 +29,11 @@ from . import _checks, gates
 class LSTMState(NamedTuple):
     """State of an LSTM: the cell ``c`` and the hidden ``h``, each (B, H), in the seed's order."""
     c: nn.Variable
+    h: nn.Variable
+
+
+class HiddenState(NamedTuple):
+    """State of a GRU or SimpleRNN: the hidden ``h``, (B, H)."""
     h: nn.Variable
 
 
@@ -88,7 +98,57 @@ def parameter(name, shape, legend, init, fix_parameters):
     return get_parameter_or_create(name, shape, init, True, not fix_parameters)
 
 
-class LSTMCore:
+def blocks(z, count, units):
+    """Split a (B, count * H) affine output into ``count`` (B, H) gate blocks."""
+    if count == 1:
+        return [z]
+    return list(F.split(F.reshape(z, (z.shape[0], count, units)), axis=1))
+
+
+def masked(h, mask):
+    return h if mask is None else F.mul2(h, mask)
+
+
+class Core:
+    """What every cell core shares: options, initializers, parameters, the zero state."""
+    kind = None
+    state_type = HiddenState
+
+    def __init__(self, input_size, units, activation='tanh', recurrent_activation='sigmoid',
+                 use_bias=True, kernel_initializer=None, recurrent_initializer=None,
+                 bias_initializer=None, rng=None, fix_parameters=False):
+        self.input_size, self.units = input_size, units
+        self.act = activation_fn(activation, 'activation')
+        self.ract = activation_fn(recurrent_activation, 'recurrent_activation')
+        self.use_bias = use_bias
+        self.inits = (kernel_initializer, recurrent_initializer, bias_initializer)
+        self.rng = rng or nnabla.random.prng
+        self.fix = fix_parameters
+
+    def kernel(self, shape):
+        return initial_value(self.inits[0], shape, 'kernel_initializer', glorot_uniform,
+                             self.rng)
+
+    def recurrent(self, shape):
+        return initial_value(self.inits[1], shape, 'recurrent_initializer', orthogonal,
+                             self.rng)
+
+    def bias(self, shape):
+        return initial_value(self.inits[2], shape, 'bias_initializer',
+                             lambda shape, rng: np.zeros(shape), self.rng)
+
+    def param(self, name, shape, legend, init):
+        return parameter(name, shape, legend, init, self.fix)
+
+    def zero_state(self, x):
+        """Zeros (B, H) for every state tensor, computed from ``x`` (B, D) by padding and
+        slicing its feature axis, so no state Variable enters the graph."""
+        d = x.shape[1]
+        zeros = F.slice(F.pad(x, (0, self.units)), (d,), (d + self.units,), (1,))
+        return self.state_type(*[zeros] * len(self.state_type._fields))
+
+
+class LSTMCore(Core):
     r"""Parameters of one LSTM layer, created once; called once per step.
 
     .. math::
@@ -106,94 +166,170 @@ class LSTMCore:
     * ``WaWiWfWo/affine/b``: (4H,) (absent with ``use_bias=False``).
     """
     kind = 'lstm'
-    gates = 4
+    state_type = LSTMState
 
-    def __init__(self, input_size, units, activation='tanh', recurrent_activation='sigmoid',
-                 use_bias=True, kernel_initializer=None, recurrent_initializer=None,
-                 bias_initializer=None, unit_forget_bias=True, rng=None, fix_parameters=False):
+    def __init__(self, input_size, units, unit_forget_bias=True, **options):
+        super().__init__(input_size, units, **options)
         d, h = input_size, units
-        self.units = units
-        self.input_size = input_size
-        self.act = activation_fn(activation, 'activation')
-        self.ract = activation_fn(recurrent_activation, 'recurrent_activation')
-        rng = rng or nnabla.random.prng
-        k = self.gates
-
-        def w_init(shape):
-            kernel = initial_value(kernel_initializer, (d, k * h), 'kernel_initializer',
-                                   glorot_uniform, rng)
-            recurrent = initial_value(recurrent_initializer, (h, k * h),
-                                      'recurrent_initializer', orthogonal, rng)
-            return np.concatenate([kernel, recurrent], axis=0)
-
-        w = parameter('WaWiWfWo/affine/W', (d + h, k * h), '(D + H, 4H)', w_init,
-                      fix_parameters)
-        b = None
-        if use_bias:
-            bias = initial_value(bias_initializer, (k * h,), 'bias_initializer',
-                                 lambda shape, rng: np.zeros(shape), rng)
+        self.w = self.param('WaWiWfWo/affine/W', (d + h, 4 * h), '(D + H, 4H)', lambda shape: (
+            np.concatenate([self.kernel((d, 4 * h)), self.recurrent((h, 4 * h))])))
+        self.b = None
+        if self.use_bias:
+            bias = self.bias((4 * h,))
             if unit_forget_bias:
                 f = gates.index('lstm', 'nnlstm', 'f')
                 bias[f * h:(f + 1) * h] = 1.0
-            b = parameter('WaWiWfWo/affine/b', (k * h,), '(4H,)', bias, fix_parameters)
-        self.w, self.b = w, b
+            self.b = self.param('WaWiWfWo/affine/b', (4 * h,), '(4H,)', bias)
 
-    def __call__(self, x, state):
-        """One step: ``x`` (B, D), ``state`` an :class:`LSTMState` or None (zeros).
-        Returns ``(h_t, LSTMState(c_t, h_t))``."""
-        units = self.units
-        if state is None:
-            xh = F.pad(x, (0, units))  # [x, 0] without reading a state Variable
-        else:
-            xh = F.concatenate(x, state.h, axis=1)
-        # The affine reads the parameters themselves (NNabla's ONNX exporter requires it);
-        # the reshape leads with the concrete batch, which NNabla's saver makes variable.
-        z = F.reshape(F.affine(xh, self.w, self.b), (x.shape[0], self.gates, units))
-        a, i, f, o = F.split(z, axis=1)
-        a = self.act(a)
-        i, o = self.ract(i), self.ract(o)
-        c = F.mul2(i, a)
-        if state is not None:
-            c = F.add2(F.mul2(self.ract(f), state.c), c)
-        h = F.mul2(o, self.act(c))
+    def __call__(self, x, state, h_mask=None):
+        """One step: ``x`` (B, D), ``state`` an :class:`LSTMState`, ``h_mask`` an optional
+        (B, H) recurrent-dropout mask. Returns ``(h_t, LSTMState(c_t, h_t))``."""
+        z = F.affine(F.concatenate(x, masked(state.h, h_mask), axis=1), self.w, self.b)
+        a, i, f, o = blocks(z, 4, self.units)
+        c = F.add2(F.mul2(self.ract(f), state.c), F.mul2(self.ract(i), self.act(a)))
+        h = F.mul2(self.ract(o), self.act(c))
         return h, LSTMState(c, h)
 
 
-def LSTMCell(x, c, h, activation='tanh', recurrent_activation='sigmoid', use_bias=True,
-             kernel_initializer=None, recurrent_initializer=None, bias_initializer=None,
-             unit_forget_bias=True, rng=None, fix_parameters=False, name=None):
+class GRUCore(Core):
+    r"""Parameters of one GRU layer (Keras' GRU), created once; called once per step.
+
+    With ``reset_after=True`` (Keras 3's default, and PyTorch's ``nn.GRU``):
+
+    .. math::
+        z_t &= \mathrm{ract}(W_z x_t + b_z + U_z h_{t-1} + c_z) \\
+        r_t &= \mathrm{ract}(W_r x_t + b_r + U_r h_{t-1} + c_r) \\
+        n_t &= \mathrm{act}(W_n x_t + b_n + r_t \odot (U_n h_{t-1} + c_n)) \\
+        h_t &= z_t \odot h_{t-1} + (1 - z_t) \odot n_t
+
+    With ``reset_after=False`` the reset gate applies before the matrix product and there
+    is no recurrent bias: :math:`n_t = \mathrm{act}(W_n x_t + b_n + U_n (r_t \odot h_{t-1}))`.
+
+    Parameters, in the current scope:
+
+    * ``WzWrWn/affine/W`` (D, 3H) and ``WzWrWn/affine/b`` (3H,): the input kernel and bias;
+    * ``reset_after=True``: ``UzUrUn/affine/W`` (H, 3H), ``UzUrUn/affine/b`` (3H,);
+    * ``reset_after=False``: ``UzUr/affine/W`` (H, 2H) and ``Un/affine/W`` (H, H).
+    """
+    kind = 'gru'
+
+    def __init__(self, input_size, units, reset_after=True, **options):
+        super().__init__(input_size, units, **options)
+        d, h = input_size, units
+        self.reset_after = reset_after
+        bias = self.use_bias
+        self.wx = self.param('WzWrWn/affine/W', (d, 3 * h), '(D, 3H)', self.kernel)
+        self.bx = self.param('WzWrWn/affine/b', (3 * h,), '(3H,)', self.bias) if bias else None
+        if reset_after:
+            self.u = self.param('UzUrUn/affine/W', (h, 3 * h), '(H, 3H)', self.recurrent)
+            self.bu = (self.param('UzUrUn/affine/b', (3 * h,), '(3H,)', self.bias)
+                       if bias else None)
+        else:
+            u = self.recurrent((h, 3 * h))  # Keras' recurrent kernel, kept in two parts
+            self.uzr = self.param('UzUr/affine/W', (h, 2 * h), '(H, 2H)', u[:, :2 * h])
+            self.un = self.param('Un/affine/W', (h, h), '(H, H)', u[:, 2 * h:])
+
+    def __call__(self, x, state, h_mask=None):
+        """One step: ``x`` (B, D), ``state`` a :class:`HiddenState`, ``h_mask`` an optional
+        (B, H) recurrent-dropout mask. Returns ``(h_t, HiddenState(h_t))``."""
+        h = state.h
+        hm = masked(h, h_mask)
+        xz, xr, xn = blocks(F.affine(x, self.wx, self.bx), 3, self.units)
+        if self.reset_after:
+            uz, ur, un = blocks(F.affine(hm, self.u, self.bu), 3, self.units)
+        else:
+            uz, ur = blocks(F.affine(hm, self.uzr), 2, self.units)
+        z = self.ract(F.add2(xz, uz))
+        r = self.ract(F.add2(xr, ur))
+        if self.reset_after:
+            n = self.act(F.add2(xn, F.mul2(r, un)))
+        else:
+            n = self.act(F.add2(xn, F.affine(F.mul2(r, hm), self.un)))
+        h = F.add2(n, F.mul2(z, F.sub2(h, n)))
+        return h, HiddenState(h)
+
+
+class SimpleRNNCore(Core):
+    r"""Parameters of one fully connected recurrent layer (Keras' SimpleRNN, PyTorch's
+    ``nn.RNN``), created once; called once per step.
+
+    .. math::
+        h_t = \mathrm{act}(W [x_t, h_{t-1}] + b)
+
+    Parameters, in the current scope: ``Wh/affine/W`` (D + H, H), rows ``[x; h]``, and
+    ``Wh/affine/b`` (H,).
+    """
+    kind = 'rnn'
+
+    def __init__(self, input_size, units, **options):
+        options.pop('recurrent_activation', None)
+        super().__init__(input_size, units, **options)
+        d, h = input_size, units
+        self.w = self.param('Wh/affine/W', (d + h, h), '(D + H, H)', lambda shape: (
+            np.concatenate([self.kernel((d, h)), self.recurrent((h, h))])))
+        self.b = self.param('Wh/affine/b', (h,), '(H,)', self.bias) if self.use_bias else None
+
+    def __call__(self, x, state, h_mask=None):
+        """One step: ``x`` (B, D), ``state`` a :class:`HiddenState`. Returns
+        ``(h_t, HiddenState(h_t))``."""
+        xh = F.concatenate(x, masked(state.h, h_mask), axis=1)
+        h = self.act(F.affine(xh, self.w, self.b))
+        return h, HiddenState(h)
+
+
+def _step(core_type, x, states, name, options):
+    """Check one step's Variables, build the core in scope ``name``, run one step."""
+    _checks.rank(x, 'x', '(B, D)')
+    arg = core_type.state_type._fields[0]
+    units = _checks.rank(states[0], arg, '(B, H)').shape[1]
+    for field, value in zip(core_type.state_type._fields, states):
+        _checks.shape(value, field, (x.shape[0], units), '(B, H)')
+    with nn.parameter_scope(name) if name else contextlib.nullcontext():
+        core = core_type(x.shape[1], units, **options)
+    return core(x, core_type.state_type(*states))[1]
+
+
+def LSTMCell(x, c, h, name=None, **options):
     """One LSTM step, the seed's ``LSTMCell(x, c, h) -> (c_t, h_t)``.
 
     Args:
         x (~nnabla.Variable): (B, D) input at this step.
-        c (~nnabla.Variable): (B, H) cell state.
-        h (~nnabla.Variable): (B, H) hidden state.
-        activation, recurrent_activation: 'tanh', 'sigmoid', 'relu', 'linear' or a callable.
-        use_bias (bool): add the bias ``WaWiWfWo/affine/b``.
-        kernel_initializer, recurrent_initializer, bias_initializer: an array, a callable
-            taking a shape (any ``nnabla.initializer``), or None for Keras' defaults
-            (Glorot-uniform (D, 4H), orthogonal (H, 4H), zeros (4H,)).
-        unit_forget_bias (bool): start the forget-gate bias at 1, as Keras does.
-        rng (numpy.random.RandomState): for the default initializers.
-        fix_parameters (bool): the parameters get ``need_grad=False``.
-        name (str): parameter scope; None creates ``WaWiWfWo/...`` in the caller's scope,
-            as the seed did.
+        c, h (~nnabla.Variable): (B, H) cell and hidden states.
+        name (str): parameter scope; None creates ``WaWiWfWo/affine/{W,b}`` in the caller's
+            scope, as the seed did.
+        **options: ``activation``, ``recurrent_activation``, ``use_bias``,
+            ``kernel_initializer``, ``recurrent_initializer``, ``bias_initializer``,
+            ``unit_forget_bias``, ``rng``, ``fix_parameters``, as for :func:`nnlstm.LSTM`.
 
     Returns:
-        tuple of ~nnabla.Variable: ``(c_t, h_t)``, each (B, H). See :class:`LSTMCore` for the
-        equations and parameter layout.
+        ``(c_t, h_t)``, each (B, H). See :class:`LSTMCore` for the equations.
 
     Example:
         >>> c, h = nnlstm.LSTMCell(x_t, c, h, name='cell')   # x_t (B, D); c, h (B, H)
     """
-    _checks.rank(x, 'x', '(B, D)')
-    units = _checks.rank(c, 'c', '(B, H)').shape[1]
-    _checks.shape(c, 'c', (x.shape[0], units), '(B, H)')
-    _checks.shape(h, 'h', (x.shape[0], units), '(B, H)')
-    with nn.parameter_scope(name) if name else contextlib.nullcontext():
-        core = LSTMCore(x.shape[1], units, activation, recurrent_activation, use_bias,
-                        kernel_initializer, recurrent_initializer, bias_initializer,
-                        unit_forget_bias, rng, fix_parameters)
-    _, state = core(x, LSTMState(c, h))
+    state = _step(LSTMCore, x, (c, h), name, options)
     return state.c, state.h
 
+
+def GRUCell(x, h, name=None, **options):
+    """One GRU step: ``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H).
+
+    ``name`` is the parameter scope (None: the caller's); ``**options`` as for
+    :func:`nnlstm.GRU`, among them ``reset_after``. See :class:`GRUCore` for the equations.
+
+    Example:
+        >>> h = nnlstm.GRUCell(x_t, h, name='cell')
+    """
+    return _step(GRUCore, x, (h,), name, options).h
+
+
+def SimpleRNNCell(x, h, name=None, **options):
+    """One fully connected recurrent step: ``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H).
+
+    ``name`` is the parameter scope (None: the caller's); ``**options`` as for
+    :func:`nnlstm.SimpleRNN`. See :class:`SimpleRNNCore` for the equation.
+
+    Example:
+        >>> h = nnlstm.SimpleRNNCell(x_t, h, name='cell')
+    """
+    return _step(SimpleRNNCore, x, (h,), name, options).h

@@ -47,25 +47,59 @@ def split_time(inputs, axis):
     return list(F.split(inputs, axis=axis))
 
 
-def unroll(core, inputs, initial_state=None, reverse=False, time_major=False):
-    """Run ``core`` over the time axis of ``inputs``.
+def dropout_mask(shape, rate):
+    """One variational-dropout mask per sequence: 0 with probability ``rate``, else
+    1 / (1 - rate); the same mask multiplies every time step (Gal and Ghahramani)."""
+    return F.dropout(F.constant(1.0, shape), rate)
+
+
+def length_masks(lengths, steps):
+    """(B, 1) masks, one per step, 1 where step t < the sequence's length."""
+    batch = lengths.shape[0]
+    valid = F.greater(F.reshape(lengths, (batch, 1, 1)),
+                      F.reshape(F.arange(0, steps), (1, steps, 1)))
+    if steps == 1:
+        return [F.reshape(valid, (batch, 1))]
+    return list(F.split(valid, axis=1))
+
+
+def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, lengths=None,
+           dropout=0.0, recurrent_dropout=0.0):
+    """Run ``core`` over the time axis of ``inputs``: the one loop every layer uses.
 
     Args:
-        core: a cell core (see :mod:`nnlstm.cells`): ``core(x_t, state) -> (y_t, state)``.
+        core: a cell core (see :mod:`nnlstm.cells`): ``core(x_t, state, h_mask) ->
+            (y_t, state)``.
         inputs (~nnabla.Variable): (B, T, D), or (T, B, D) with ``time_major``.
-        initial_state: the core's state, or None for zeros.
+        initial_state: the core's state (a NamedTuple of (B, H) Variables), or None for
+            zeros.
         reverse (bool): process the steps from T - 1 down to 0.
+        lengths (~nnabla.Variable): (B,) valid steps of each right-padded sequence, or
+            None. Steps past a sequence's length leave its state unchanged and output
+            zeros, so the reverse direction starts at each sequence's own last step.
+        dropout, recurrent_dropout (float): rates of the input and recurrent variational
+            dropout masks (0 builds none).
 
     Returns:
         ``(outputs, final_state)``: ``outputs`` a list of T Variables (B, H), ``outputs[t]``
         the output at input step ``t`` whatever the direction; ``final_state`` the state
-        after the last processed step.
+        after the last processed step (with ``lengths``, each sequence's own last step).
     """
     xs = split_time(inputs, 0 if time_major else 1)
     ensure_stack(len(xs))
-    steps = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
+    batch, dim = xs[0].shape
+    state = core.zero_state(xs[0]) if initial_state is None else initial_state
+    x_mask = dropout_mask((batch, dim), dropout) if dropout else None
+    h_mask = dropout_mask((batch, core.units), recurrent_dropout) if recurrent_dropout else None
+    valid = [None] * len(xs) if lengths is None else length_masks(lengths, len(xs))
     outputs = [None] * len(xs)
-    state = initial_state
-    for t in steps:
-        outputs[t], state = core(xs[t], state)
+    for t in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
+        x = xs[t] if x_mask is None else F.mul2(xs[t], x_mask)
+        y, new = core(x, state, h_mask)
+        if valid[t] is not None:  # padded step: keep the state, output zeros
+            m = valid[t]
+            new = type(new)(*[F.add2(old, F.mul2(m, F.sub2(v, old)))
+                              for v, old in zip(new, state)])
+            y = F.mul2(y, m)
+        outputs[t], state = y, new
     return outputs, state
