@@ -54,13 +54,13 @@ def dropout_mask(shape, rate):
 
 
 def length_masks(lengths, steps):
-    """(B, 1) masks, one per step, 1 where step t < the sequence's length."""
+    """Per step, the (B, 1) masks ``(m, 1 - m)``, m = 1 where step t < the sequence's
+    length; blending ``m * new + (1 - m) * old`` keeps valid steps exact."""
     batch = lengths.shape[0]
     valid = F.greater(F.reshape(lengths, (batch, 1, 1)),
                       F.reshape(F.arange(0, steps), (1, steps, 1)))
-    if steps == 1:
-        return [F.reshape(valid, (batch, 1))]
-    return list(F.split(valid, axis=1))
+    masks = [F.reshape(valid, (batch, 1))] if steps == 1 else list(F.split(valid, axis=1))
+    return [(m, F.r_sub_scalar(m, 1.0)) for m in masks]
 
 
 def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, lengths=None,
@@ -97,8 +97,8 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
         x = xs[t] if x_mask is None else F.mul2(xs[t], x_mask)
         y, new = core(x, state, h_mask)
         if valid[t] is not None:  # padded step: keep the state, output zeros
-            m = valid[t]
-            new = type(new)(*[F.add2(old, F.mul2(m, F.sub2(v, old)))
+            m, keep = valid[t]
+            new = type(new)(*[F.add2(F.mul2(m, v), F.mul2(keep, old))
                               for v, old in zip(new, state)])
             y = F.mul2(y, m)
         outputs[t], state = y, new

@@ -58,3 +58,44 @@ def seed_lstm(inputs, units, initial_state=None, return_sequences=False, return_
             hs.append(h)
     y = F.stack(*hs, axis=1) if return_sequences else hs[-1]
     return (y, c, h) if return_state else y
+
+
+def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='tanh',
+        ract='sigmoid'):
+    """Keras' GRU from its equations, in nnlstm's layout: wx (D, 3H), bx (3H,) blocks z, r, n;
+    reset_after: u (H, 3H), bu (3H,); else u (H, 3H) = [UzUr | Un] and no recurrent bias."""
+    x = np.asarray(x, np.float64)
+    batch, steps, _ = x.shape
+    units = u.shape[0]
+    bx = np.zeros(3 * units) if bx is None else bx
+    bu = np.zeros(3 * units) if bu is None else bu
+    h = np.zeros((batch, units)) if h0 is None else np.asarray(h0, np.float64)
+    act, ract = ACT[act], ACT[ract]
+    ys = np.zeros((batch, steps, units))
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        xz, xr, xn = np.split(x[:, t] @ wx + bx, 3, axis=1)
+        if reset_after:
+            uz, ur, un = np.split(h @ u + bu, 3, axis=1)
+            z, r = ract(xz + uz), ract(xr + ur)
+            n = act(xn + r * un)
+        else:
+            uz, ur = np.split(h @ u[:, :2 * units], 2, axis=1)
+            z, r = ract(xz + uz), ract(xr + ur)
+            n = act(xn + (r * h) @ u[:, 2 * units:])
+        h = z * h + (1 - z) * n
+        ys[:, t] = h
+    return ys, h
+
+
+def simple_rnn(x, w, b, h0=None, reverse=False, act='tanh'):
+    """h_t = act([x_t, h_{t-1}] @ w + b), w (D + H, H)."""
+    x = np.asarray(x, np.float64)
+    batch, steps, _ = x.shape
+    units = w.shape[1]
+    b = np.zeros(units) if b is None else b
+    h = np.zeros((batch, units)) if h0 is None else np.asarray(h0, np.float64)
+    ys = np.zeros((batch, steps, units))
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        h = ACT[act](np.concatenate([x[:, t], h], axis=1) @ w + b)
+        ys[:, t] = h
+    return ys, h
