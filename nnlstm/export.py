@@ -3,12 +3,37 @@ import os
 import tempfile
 
 import nnabla as nn
-from nnabla.utils.save import save
+from nnabla.utils.get_file_handle import FileHandlerContext, get_default_file_savers, save_files
+from nnabla.utils.save import create_proto
 
 from . import _checks
 
 #: Functions that only make sense while training; an inference file must not hold them.
 TRAINING_ONLY = ('Dropout',)
+
+
+#: Variadic functions nnlstm's graphs use for speed, and the two-input functions of the same
+#: meaning that the saved network holds instead (NNabla's ONNX exporter rejects MulN, AddN).
+EXPORTABLE = {'MulN': ('Mul2', 'mul2_param'), 'AddN': ('Add2', 'add2_param')}
+
+
+def exportable(proto):
+    """Rewrite every two-input MulN / AddN of ``proto``'s networks to Mul2 / Add2, in place."""
+    for network in proto.network:
+        for f in network.function:
+            if f.type in EXPORTABLE and len(f.input) == 2:
+                f.type, param = EXPORTABLE[f.type]
+                getattr(f, param).SetInParent()
+    return proto
+
+
+def write_nnp(path, contents):
+    """``nnabla.utils.save.save(path, contents)`` for a ``.nnp`` with a variable batch size,
+    the network rewritten by :func:`exportable`."""
+    ctx = FileHandlerContext()
+    ctx.proto = exportable(create_proto(contents, False, True))
+    ctx.parameters = None
+    save_files(ctx, get_default_file_savers(parameter_format='.h5'), path, '.nnp')
 
 
 def functions_of(outputs):
@@ -68,7 +93,7 @@ def save_nnp(path, inputs, outputs, network_name='inference', executor_name='run
         'executors': [{'name': executor_name, 'network': network_name,
                        'data': list(inputs), 'output': list(outputs)}],
     }
-    return atomic_write(path, lambda tmp: save(tmp, contents, variable_batch_size=True))
+    return atomic_write(path, lambda tmp: write_nnp(tmp, contents))
 
 
 def save_parameters(path):

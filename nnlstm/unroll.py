@@ -4,6 +4,8 @@ import warnings
 
 import nnabla.functions as F
 
+from .cells import mul
+
 try:
     import resource
 except ImportError:  # Windows: the main thread's stack is fixed when the process starts
@@ -53,14 +55,18 @@ def dropout_mask(shape, rate):
     return F.dropout(F.constant(1.0, shape), rate)
 
 
-def length_masks(lengths, steps):
-    """Per step, the (B, 1) masks ``(m, 1 - m)``, m = 1 where step t < the sequence's
-    length; blending ``m * new + (1 - m) * old`` keeps valid steps exact."""
+def length_masks(lengths, steps, units):
+    """Per step, the (B, H) masks ``(m, 1 - m)``, m = 1 where step t < the sequence's
+    length, made for all steps at once; blending ``m * new + (1 - m) * old`` keeps valid
+    steps exact."""
     batch = lengths.shape[0]
     valid = F.greater(F.reshape(lengths, (batch, 1, 1)),
                       F.reshape(F.arange(0, steps), (1, steps, 1)))
-    masks = [F.reshape(valid, (batch, 1))] if steps == 1 else list(F.split(valid, axis=1))
-    return [(m, F.r_sub_scalar(m, 1.0)) for m in masks]
+    valid = F.broadcast(valid, (batch, steps, units))
+    both = [valid, F.r_sub_scalar(valid, 1.0)]
+    if steps == 1:
+        return [tuple(F.reshape(v, (batch, units)) for v in both)]
+    return list(zip(*[F.split(v, axis=1) for v in both]))
 
 
 def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, lengths=None,
@@ -91,15 +97,14 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
     state = core.zero_state(xs[0]) if initial_state is None else initial_state
     x_mask = dropout_mask((batch, dim), dropout) if dropout else None
     h_mask = dropout_mask((batch, core.units), recurrent_dropout) if recurrent_dropout else None
-    valid = [None] * len(xs) if lengths is None else length_masks(lengths, len(xs))
+    valid = [None] * len(xs) if lengths is None else length_masks(lengths, len(xs), core.units)
     outputs = [None] * len(xs)
     for t in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
-        x = xs[t] if x_mask is None else F.mul2(xs[t], x_mask)
+        x = xs[t] if x_mask is None else mul(xs[t], x_mask)
         y, new = core(x, state, h_mask)
         if valid[t] is not None:  # padded step: keep the state, output zeros
             m, keep = valid[t]
-            new = type(new)(*[F.add2(F.mul2(m, v), F.mul2(keep, old))
-                              for v, old in zip(new, state)])
-            y = F.mul2(y, m)
+            new = type(new)(*[F.add2(mul(m, v), mul(keep, old)) for v, old in zip(new, state)])
+            y = mul(y, m)
         outputs[t], state = y, new
     return outputs, state

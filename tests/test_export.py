@@ -44,6 +44,23 @@ def test_nnp_reloads_at_another_batch_size_with_same_numbers(tmp_path, rng, step
     np.testing.assert_allclose(net.outputs['y'].d, want, atol=1e-6)
 
 
+def test_saved_network_has_mul2_not_muln_and_the_same_numbers(tmp_path, rng):
+    """The graph multiplies with F.mul_n (fast on CPU); the file holds Mul2, which the ONNX
+    exporter accepts, and computes the same numbers."""
+    x, y = build(3, 4, False)
+    assert 'MulN' in nnlstm.export.functions_of([y])
+    path = nnlstm.save_nnp(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y})
+    x.d = rng.randn(*x.shape)
+    y.forward()
+    nn.clear_parameters()
+    net = NnpLoader(path).get_network('inference', batch_size=3)
+    types = nnlstm.export.functions_of(net.outputs.values())
+    assert 'Mul2' in types and 'MulN' not in types and 'AddN' not in types
+    net.inputs['x'].d = x.d
+    net.outputs['y'].forward()
+    np.testing.assert_allclose(net.outputs['y'].d, y.d, atol=1e-6)
+
+
 @pytest.mark.parametrize('batch', ['-1', '4'])
 def test_nnabla_cli_infer_reads_the_nnp(tmp_path, rng, batch):
     """`nnabla_cli infer -b N` runs N samples (-1: the batch size the file was saved with)
