@@ -2,6 +2,7 @@
 
 Shape legend: B batch size, T time steps, D input features, H units.
 """
+from . import interop
 from .cells import GRUCell, HiddenState, LSTMCell, LSTMState, SimpleRNNCell
 from .context import CONTEXTS, context
 from .export import save_nnp, save_parameters
@@ -11,4 +12,4 @@ from .unroll import unroll
 __version__ = '0.1.0'
 __all__ = ['Bidirectional', 'CONTEXTS', 'Carry', 'GRU', 'GRUCell', 'HiddenState', 'LSTM',
            'LSTMCell', 'LSTMState', 'SimpleRNN', 'SimpleRNNCell', 'Stacked', 'context',
-           'save_nnp', 'save_parameters', 'unroll']
+           'interop', 'save_nnp', 'save_parameters', 'unroll']

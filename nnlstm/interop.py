@@ -124,7 +124,8 @@ def mapping(value, arg):
 def pick(source, key, arg):
     """``source[key]``, or a ValueError naming what ``source`` holds."""
     if key not in source:
-        raise ValueError("`%s` has no %r; it holds %s" % (arg, key, sorted(source) or 'nothing'))
+        raise ValueError("`%s` has no %r; it holds %s"
+                         % (arg, key, sorted(source) or 'nothing'))
     return source[key]
 
 
@@ -177,7 +178,8 @@ def gru_variant(arrays):
     if GRU_UZR in arrays and GRU_UN in arrays and GRU_U not in arrays:
         return False
     raise ValueError("GRU `params` need %r (reset_after=True) or %r and %r "
-                     "(reset_after=False); received %s" % (GRU_U, GRU_UZR, GRU_UN, sorted(arrays)))
+                     "(reset_after=False); received %s"
+                     % (GRU_U, GRU_UZR, GRU_UN, sorted(arrays)))
 
 
 def both_or_neither(arrays, keys, arg):
@@ -568,8 +570,9 @@ def nnabla_arrays(params, arg):
     params = mapping(params, arg)
     unknown = sorted(set(params) - set(NNABLA_LEGENDS))
     if unknown:
-        raise ValueError("`%s` has %s; PF.lstm's parameters are weight_l0, weight and bias "
-                         "(nn.get_parameters() inside the PF.lstm's scope lists them)"
+        raise ValueError("`%s` has %s; PF.lstm's parameters are weight_l0, weight and bias, "
+                         "in the scope 'lstm' (under its `name`, if given): take them with "
+                         "nn.get_parameters(grad_only=False) inside that scope"
                          % (arg, ', '.join(map(repr, unknown))))
     arrays = {k: array(v, '%s[%r]' % (arg, k), NNABLA_LEGENDS[k]) for k, v in params.items()}
     dirs = {k: v.shape[NNABLA_DIRS_AXIS[k]] for k, v in arrays.items()}
@@ -592,7 +595,8 @@ def from_nnabla(params, cell='lstm', layer=0, reverse=False):
         layer (int), reverse (bool): which layer and direction (``reverse`` needs dirs = 2).
 
     Example:
-        >>> with nn.parameter_scope('lstm'):          # where PF.lstm made its parameters
+        >>> y, hn, cn = PF.lstm(x_tbd, h0, c0)          # parameters in scope 'lstm'
+        >>> with nn.parameter_scope('lstm'):
         ...     fused = nn.get_parameters(grad_only=False)
         >>> arrays = nnlstm.interop.from_nnabla(fused)
     """
@@ -697,7 +701,7 @@ def load_nnabla(params, name, cell='lstm', layer=0, reverse=False):
 
     Example:
         >>> y, hn, cn = PF.lstm(x_tbd, h0, c0, bidirectional=True, name='fused')
-        >>> with nn.parameter_scope('fused'):
+        >>> with nn.parameter_scope('fused/lstm'):      # PF.lstm's scope, under `name`
         ...     fused = nn.get_parameters(grad_only=False)
         >>> nnlstm.interop.load_nnabla(fused, 'bi/forward')
         >>> nnlstm.interop.load_nnabla(fused, 'bi/backward', reverse=True)

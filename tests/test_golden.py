@@ -120,7 +120,8 @@ def build_torch(meta, a):
         layer_fn = functools.partial(nnlstm.Bidirectional, layer_fn, merge_mode='concat')
     states = None
     if meta['init_state']:
-        states = [sum((state(k * dirs + d) for d in range(dirs)), ()) for k in range(num_layers)]
+        states = [sum((state(k * dirs + d) for d in range(dirs)), ())
+                  for k in range(num_layers)]
         if cell != 'lstm' and dirs == 1:
             states = [s[0] for s in states]
     kwargs = dict(return_sequences=True, return_state=True, lengths=a.get('lengths'))
