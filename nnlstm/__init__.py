@@ -13,6 +13,7 @@ import nnabla
 # the fallback returns.
 sys.modules.setdefault('nnabla.nnabla', nnabla)
 
+from . import interop
 from .cells import GRUCell, HiddenState, LSTMCell, LSTMState, SimpleRNNCell
 from .context import CONTEXTS, context
 from .export import save_nnp, save_parameters
@@ -22,4 +23,4 @@ from .unroll import unroll
 __version__ = '0.1.0'
 __all__ = ['Bidirectional', 'CONTEXTS', 'Carry', 'GRU', 'GRUCell', 'HiddenState', 'LSTM',
            'LSTMCell', 'LSTMState', 'SimpleRNN', 'SimpleRNNCell', 'Stacked', 'context',
-           'save_nnp', 'save_parameters', 'unroll']
+           'interop', 'save_nnp', 'save_parameters', 'unroll']
