@@ -105,20 +105,24 @@ def blocks(z, count, units):
     return list(F.split(F.reshape(z, (z.shape[0], count, units)), axis=1))
 
 
-def mul(a, b):
-    """Elementwise product of two Variables of one shape. ``F.mul_n``, because NNabla 1.39's
-    Mul2 costs several times more on CPU (its backward most); ``save_nnp`` writes each
-    two-input MulN as the Mul2 that ONNX converters accept."""
-    return F.mul_n(a, b)
+def differentiable(*variables):
+    """Whether a graph built now from ``variables`` may be asked for gradients: False only
+    under ``nn.no_grad()`` (parameters without gradients) with no input needing one."""
+    return not nnabla.parameter.current_no_grad or any(v.need_grad for v in variables)
+
+
+def product(differentiable):
+    """The elementwise product a graph uses. NNabla 1.39's MulN costs about a third of Mul2
+    on CPU, but its backward divides the product by each input, so an input that is exactly
+    zero (a zero state, a dropout or length mask, a relu output, a saturated sigmoid) gives
+    NaN gradients: MulN only where no gradient can be asked for. (``save_nnp`` writes each
+    two-input MulN as the Mul2 that ONNX converters accept.)"""
+    return F.mul2 if differentiable else F.mul_n
 
 
 def sub(a, b):
     """``a - b`` as ``a + (-1) * b``: NNabla 1.39's Sub2 is as slow as its Mul2."""
     return F.add2(a, F.mul_scalar(b, -1.0))
-
-
-def masked(h, mask):
-    return h if mask is None else mul(h, mask)
 
 
 class Core:
@@ -128,8 +132,9 @@ class Core:
 
     def __init__(self, input_size, units, activation='tanh', recurrent_activation='sigmoid',
                  use_bias=True, kernel_initializer=None, recurrent_initializer=None,
-                 bias_initializer=None, rng=None, fix_parameters=False):
+                 bias_initializer=None, rng=None, fix_parameters=False, differentiable=True):
         self.input_size, self.units = input_size, units
+        self.mul = product(differentiable)
         self.act = activation_fn(activation, 'activation')
         self.ract = activation_fn(recurrent_activation, 'recurrent_activation')
         self.use_bias = use_bias
@@ -151,6 +156,9 @@ class Core:
 
     def param(self, name, shape, legend, init):
         return parameter(name, shape, legend, init, self.fix)
+
+    def masked(self, h, mask):
+        return h if mask is None else self.mul(h, mask)
 
     def zero_state(self, x):
         """Zeros (B, H) for every state tensor, computed from ``x`` (B, D) by padding and
@@ -196,8 +204,9 @@ class LSTMCore(Core):
     def __call__(self, x, state, h_mask=None):
         """One step: ``x`` (B, D), ``state`` an :class:`LSTMState`, ``h_mask`` an optional
         (B, H) recurrent-dropout mask. Returns ``(h_t, LSTMState(c_t, h_t))``."""
-        z = F.affine(F.concatenate(x, masked(state.h, h_mask), axis=1), self.w, self.b)
+        z = F.affine(F.concatenate(x, self.masked(state.h, h_mask), axis=1), self.w, self.b)
         a, i, f, o = blocks(z, 4, self.units)
+        mul = self.mul
         c = F.add2(mul(self.ract(f), state.c), mul(self.ract(i), self.act(a)))
         h = mul(self.ract(o), self.act(c))
         return h, LSTMState(c, h)
@@ -245,7 +254,7 @@ class GRUCore(Core):
         """One step: ``x`` (B, D), ``state`` a :class:`HiddenState`, ``h_mask`` an optional
         (B, H) recurrent-dropout mask. Returns ``(h_t, HiddenState(h_t))``."""
         h = state.h
-        hm = masked(h, h_mask)
+        hm = self.masked(h, h_mask)
         xz, xr, xn = blocks(F.affine(x, self.wx, self.bx), 3, self.units)
         if self.reset_after:
             uz, ur, un = blocks(F.affine(hm, self.u, self.bu), 3, self.units)
@@ -254,10 +263,10 @@ class GRUCore(Core):
         z = self.ract(F.add2(xz, uz))
         r = self.ract(F.add2(xr, ur))
         if self.reset_after:
-            n = self.act(F.add2(xn, mul(r, un)))
+            n = self.act(F.add2(xn, self.mul(r, un)))
         else:
-            n = self.act(F.add2(xn, F.affine(mul(r, hm), self.un)))
-        h = F.add2(n, mul(z, sub(h, n)))
+            n = self.act(F.add2(xn, F.affine(self.mul(r, hm), self.un)))
+        h = F.add2(n, self.mul(z, sub(h, n)))
         return h, HiddenState(h)
 
 
@@ -284,7 +293,7 @@ class SimpleRNNCore(Core):
     def __call__(self, x, state, h_mask=None):
         """One step: ``x`` (B, D), ``state`` a :class:`HiddenState`. Returns
         ``(h_t, HiddenState(h_t))``."""
-        xh = F.concatenate(x, masked(state.h, h_mask), axis=1)
+        xh = F.concatenate(x, self.masked(state.h, h_mask), axis=1)
         h = self.act(F.affine(xh, self.w, self.b))
         return h, HiddenState(h)
 
@@ -297,7 +306,8 @@ def _step(core_type, x, states, name, options):
     for field, value in zip(core_type.state_type._fields, states):
         _checks.shape(value, field, (x.shape[0], units), '(B, H)')
     with nn.parameter_scope(name) if name else contextlib.nullcontext():
-        core = core_type(x.shape[1], units, **options)
+        core = core_type(x.shape[1], units, differentiable=differentiable(x, *states),
+                         **options)
     return core(x, core_type.state_type(*states))[1]
 
 

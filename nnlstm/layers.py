@@ -10,7 +10,7 @@ import nnabla.functions as F
 import nnabla.parameter
 
 from . import _checks
-from .cells import GRUCore, LSTMCore, SimpleRNNCore
+from .cells import GRUCore, LSTMCore, SimpleRNNCore, differentiable
 from .unroll import unroll
 
 
@@ -142,7 +142,8 @@ def run(core_type, inputs, units, initial_state=None, name='rnn', reverse=False,
     else:
         state = _initial_state(core_type, initial_state, batch, units)
     with scope(name):
-        core = core_type(dim, units, **cell_options)
+        core = core_type(dim, units, differentiable=differentiable(inputs, *(state or ())),
+                         **cell_options)
     outputs, final = unroll(core, inputs, state, reverse, time_major, lengths,
                             dropout if training else 0.0,
                             recurrent_dropout if training else 0.0)

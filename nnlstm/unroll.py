@@ -4,8 +4,6 @@ import warnings
 
 import nnabla.functions as F
 
-from .cells import mul
-
 try:
     import resource
 except ImportError:  # Windows: the main thread's stack is fixed when the process starts
@@ -98,6 +96,7 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
     x_mask = dropout_mask((batch, dim), dropout) if dropout else None
     h_mask = dropout_mask((batch, core.units), recurrent_dropout) if recurrent_dropout else None
     valid = [None] * len(xs) if lengths is None else length_masks(lengths, len(xs), core.units)
+    mul = core.mul
     outputs = [None] * len(xs)
     for t in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
         x = xs[t] if x_mask is None else mul(xs[t], x_mask)

@@ -329,6 +329,40 @@ def test_stacked_bidirectional_and_between_layer_dropout(rng):
 
 
 @pytest.mark.parametrize('case', CASES)
+def test_inference_graph_uses_the_fast_product_and_agrees_with_the_training_graph(rng, case):
+    """One predicate picks the product: MulN (fast, but NaN gradients at exact zeros) only
+    where no gradient can be asked for, Mul2 everywhere else."""
+    x = var(rng.randn(B, T, D))
+    lengths = np.array([T, 2, 5, 1])
+    train = build(case, x, return_sequences=True, lengths=lengths)
+    randomize(rng, 'layer')
+    with nn.no_grad():
+        inference = build(case, x, return_sequences=True, lengths=lengths)
+    assert 'MulN' not in functions_of([train]) and 'Mul2' in functions_of([train])
+    assert 'MulN' in functions_of([inference])
+    a, b = forward(train, inference)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    with nn.no_grad():
+        asks_for_grad = build(case, var(x.d, need_grad=True))
+    assert 'MulN' not in functions_of([asks_for_grad])
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_exact_zeros_give_finite_gradients(case):
+    """Zero inputs, a zero state, zero bias, dropout and length masks: every factor of some
+    product is exactly zero somewhere, which NNabla's MulN backward turns into NaN."""
+    x = var(np.zeros((B, T, D)), need_grad=True)
+    y = build(case, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.5,
+              lengths=np.array([T, 0, 3, 1]),
+              **({'unit_forget_bias': False} if case == 'lstm' else {}))
+    loss = F.sum(y)
+    loss.forward()
+    loss.backward()
+    assert np.isfinite(x.g).all()
+    assert all(np.isfinite(p.g).all() for p in nn.get_parameters().values())
+
+
+@pytest.mark.parametrize('case', CASES)
 def test_time_major(rng, case):
     x = rng.randn(B, T, D)
     a = build(case, var(x), return_sequences=True)
