@@ -9,8 +9,8 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.parameter
 
-from . import _checks
-from .cells import GRUCore, LSTMCore, SimpleRNNCore, differentiable
+from . import _checks, gates
+from .cells import GRUCore, LSTMCore, LSTMState, SimpleRNNCore, differentiable
 from .unroll import unroll
 
 
@@ -167,8 +167,85 @@ def reverse_valid(sequence, lengths):
     return F.gather(sequence, index, axis=1, batch_dims=1)
 
 
+def fusion_blockers(core_type, go_backwards, time_major, lengths, dropout=0.0,
+                    recurrent_dropout=0.0, activation='tanh', recurrent_activation='sigmoid',
+                    **_):
+    """The options that keep a layer from running as NNabla's fused ``F.lstm``: the one
+    predicate behind the fused path (an empty list means it can)."""
+    blockers = [] if core_type is LSTMCore else ['a %s layer' % core_type.kind]
+    blockers += [arg for arg, unfusable in (
+        ('`go_backwards`', go_backwards), ('`time_major`', time_major),
+        ('`lengths`', lengths is not None), ('`dropout`', dropout),
+        ('`recurrent_dropout`', recurrent_dropout),
+        ('`activation`=%r' % (activation,), activation != 'tanh'),
+        ('`recurrent_activation`=%r' % (recurrent_activation,),
+         recurrent_activation != 'sigmoid')) if unfusable]
+    return blockers
+
+
+def fused_lstm(inputs, units, initial_state, name, stateful=None, training=None,
+               use_bias=True, fix_parameters=False, **cell_options):
+    """The LSTM layer as one NNabla ``F.lstm`` (cuDNN's on a GPU) reading nnlstm's own
+    parameters, the gate blocks reordered in the graph. Returns ``(y_seq (B, T, H),
+    LSTMState)``."""
+    batch, steps, dim = _checks.sequence(inputs, 'inputs')
+    units = _checks.positive_int(units, 'units')
+    if stateful is not None:
+        state = stateful.initial(LSTMState, batch, units)
+    else:
+        state = _initial_state(LSTMCore, initial_state, batch, units)
+    with scope(name):
+        core = LSTMCore(dim, units, use_bias=use_bias, fix_parameters=fix_parameters,
+                        **cell_options)
+
+    def to_fused(v, axis):  # gate blocks from nnlstm's order to F.lstm's, along ``axis``
+        blocks = F.split(v, axis=axis)
+        src, dst = gates.order('lstm', 'nnlstm'), gates.order('lstm', 'nnabla')
+        return F.stack(*[blocks[src.index(g)] for g in dst], axis=0)
+
+    weight = to_fused(F.reshape(core.w, (dim + units, 4, units)), 1)       # (4, D + H, H)
+    weight = F.reshape(F.transpose(weight, (0, 2, 1)), (1, 4, units, dim + units))
+    bias = None
+    if core.b is not None:
+        bias = F.reshape(to_fused(F.reshape(core.b, (4, units)), 0), (1, 1, 4, units))
+    if state is None:
+        h0 = c0 = F.constant(0.0, (1, 1, batch, units))
+    else:
+        c0, h0 = (F.reshape(v, (1, 1, batch, units)) for v in state)
+    y, h, c = F.lstm(F.transpose(inputs, (1, 0, 2)), h0, c0, weight, bias=bias,
+                     training=differentiable(inputs, *(state or ())))
+    final = LSTMState(F.reshape(c, (batch, units)), F.reshape(h, (batch, units)))
+    if stateful is not None:
+        stateful.track(final)
+    return F.transpose(y, (1, 0, 2)), final
+
+
+def use_fused(fused, core_type, inputs, go_backwards, time_major, lengths, options):
+    """Decide the fused path: ``fused`` True demands it, False refuses it, None takes it for
+    LSTM training graphs under a cuDNN context where no option prevents it."""
+    if fused is False:
+        return False
+    blockers = fusion_blockers(core_type, go_backwards, time_major, lengths, **options)
+    if fused is True:
+        if blockers:
+            raise ValueError("`fused`=True needs a plain LSTM; these options prevent it: %s"
+                             % ', '.join(blockers))
+        return True
+    if fused is not None:
+        raise TypeError("`fused` must be None, True or False; received %r" % (fused,))
+    cudnn = any(b.startswith('cudnn') for b in nn.get_current_context().backend)
+    training = options.get('training')
+    if training is None:
+        training = not nnabla.parameter.current_no_grad
+    return cudnn and training and not blockers
+
+
 def _layer(core_type, inputs, units, initial_state, return_sequences, return_state, name,
-           go_backwards, time_major, lengths, **options):
+           go_backwards, time_major, lengths, fused=None, **options):
+    if use_fused(fused, core_type, inputs, go_backwards, time_major, lengths, options):
+        sequence, final = fused_lstm(inputs, units, initial_state, name, **options)
+        y = sequence if return_sequences else final.h
+        return (y,) + tuple(final) if return_state else y
     outputs, final = run(core_type, inputs, units, initial_state, name, go_backwards,
                          time_major, lengths, **options)
     y = final.h  # every cell outputs its hidden state; with lengths, at each own end
@@ -206,6 +283,11 @@ LAYER_ARGS = """
         training (bool): build the dropout masks; None means unless built under
             ``nn.no_grad()``, so an inference graph has no dropout function.
         stateful (Carry): carry the final state over to the next run (truncated BPTT).
+        fused (bool): LSTM only: run as NNabla's fused ``F.lstm`` (cuDNN's on a GPU) on the
+            same parameters. None (default) does so for training graphs under a ``cudnn``
+            context when no option needs the unrolled graph (lengths, dropout,
+            go_backwards, time_major, other activations); inference graphs stay unrolled,
+            so they export. True demands it (a ValueError names what prevents it).
         activation, recurrent_activation (str or callable): Keras' names and defaults,
             'tanh' and 'sigmoid'; 'relu', 'linear' or any callable.
         use_bias (bool), kernel_initializer, recurrent_initializer, bias_initializer:

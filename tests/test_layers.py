@@ -451,3 +451,43 @@ X = np.zeros((B, T, D))
 def test_bad_arguments_are_clear_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize('with_state,use_bias', [(False, True), (True, True), (True, False)])
+def test_fused_path_agrees_with_the_unrolled_graph(rng, with_state, use_bias):
+    """The same parameters through NNabla's fused F.lstm (the cuDNN path; it runs on CPU
+    too) and through the unrolled graph: outputs, states and every gradient."""
+    x = rng.randn(B, T, D)
+    s = [rng.randn(B, H), rng.randn(B, H)]
+    results = []
+    for fused in (False, True):
+        xv = var(x, True)
+        sv = [var(v, True) for v in s] if with_state else None
+        y, c, h = nnlstm.LSTM(xv, H, sv, return_sequences=True, return_state=True,
+                              fused=fused, use_bias=use_bias)
+        if not results:
+            randomize(rng, 'lstm')
+        assert ('LSTM' in functions_of([y])) == fused
+        loss = F.sum(F.mul2(y, var(np.linspace(-1, 1, B * T * H).reshape(B, T, H))))
+        loss = F.add2(loss, F.add2(F.sum(c), F.sum(F.mul_scalar(h, 0.5))))
+        for p in nn.get_parameters().values():
+            p.grad.zero()
+        loss.forward()
+        loss.backward()
+        results.append([y.d.copy(), c.d.copy(), h.d.copy(), xv.g.copy()]
+                       + ([v.g.copy() for v in sv] if with_state else [])
+                       + [p.g.copy() for p in nn.get_parameters().values()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_fused_path_is_taken_only_when_asked_or_under_cudnn(rng):
+    x = var(rng.randn(B, T, D))
+    assert 'LSTM' not in functions_of([nnlstm.LSTM(x, H)])  # CPU context: unrolled
+    with pytest.raises(ValueError, match=r"`fused`=True needs a plain LSTM; these options "
+                                         r"prevent it: `lengths`, `dropout`$"):
+        nnlstm.LSTM(x, H, fused=True, lengths=np.full(B, T), dropout=0.2)
+    with pytest.raises(ValueError, match=r"a gru layer"):
+        nnlstm.GRU(x, H, fused=True)
+    with pytest.raises(TypeError, match=r"`fused` must be None, True or False; received 'yes'"):
+        nnlstm.LSTM(x, H, fused='yes')
