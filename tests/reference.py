@@ -29,6 +29,21 @@ def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid'):
     return ys, c, h
 
 
+def assert_gradients(analytic, inputs, objective, eps=1e-6):
+    """Check ``analytic[key]`` against float64 central differences of ``objective(values)``
+    for every array ``inputs[key]`` (``values``: ``inputs`` with one entry perturbed)."""
+    for key, value in inputs.items():
+        numeric = np.zeros_like(value)
+        for i in np.ndindex(value.shape):
+            up, down = dict(inputs), dict(inputs)
+            up[key], down[key] = value.copy(), value.copy()
+            up[key][i] += eps
+            down[key][i] -= eps
+            numeric[i] = (objective(up) - objective(down)) / (2 * eps)
+        np.testing.assert_allclose(analytic[key], numeric, rtol=1e-4, atol=1e-5,
+                                   err_msg='gradient of ' + key)
+
+
 def seed_lstm_cell(x, c, h):
     """The seed's cell, verbatim in spirit: parameters WaWiWfWo in the caller's scope."""
     units = c.shape[1]

@@ -44,9 +44,10 @@ def layer_params(name):
             if k.startswith(name + '/')}
 
 
-def equations(case, name, x, state, reverse=False, **options):
-    """The NumPy reference of ``case`` with the parameters of layer ``name``: (ys, states)."""
-    p = layer_params(name)
+def equations(case, name, x, state, reverse=False, params=None, **options):
+    """The NumPy reference of ``case`` with the parameters of layer ``name`` (or ``params``,
+    named as in that scope): (ys, states)."""
+    p = layer_params(name) if params is None else params
     act = options.get('activation', 'tanh')
     if case == 'lstm':
         c0, h0 = state if state is not None else (None, None)
@@ -384,29 +385,15 @@ def test_gradients_match_finite_differences(rng, case):
         p.grad.zero()
     loss.forward()
     loss.backward()
-    params = nn.get_parameters()
     inputs = dict(layer_params('layer'), x=x, h0=h0)
-    analytic = dict({k[len('layer/'):]: v.g for k, v in params.items()}, x=xv.g, h0=hv.g)
+    analytic = dict({k[len('layer/'):]: v.g for k, v in nn.get_parameters().items()},
+                    x=xv.g, h0=hv.g)
 
     def objective(values):
-        saved = {k: v.d.copy() for k, v in params.items()}
-        for k, v in params.items():
-            v.d = values[k[len('layer/'):]]
-        ys, _ = equations(case, 'layer', values['x'], (values['h0'],))
-        for k, v in params.items():
-            v.d = saved[k]
+        ys, _ = equations(case, 'layer', values['x'], (values['h0'],), params=values)
         return np.sum(ys * g)
 
-    for key, value in inputs.items():
-        numeric = np.zeros_like(value)
-        for i in np.ndindex(value.shape):
-            up, down = dict(inputs), dict(inputs)
-            up[key], down[key] = value.copy(), value.copy()
-            up[key][i] += 1e-6
-            down[key][i] -= 1e-6
-            numeric[i] = (objective(up) - objective(down)) / 2e-6
-        np.testing.assert_allclose(analytic[key], numeric, rtol=1e-4, atol=1e-5,
-                                   err_msg='gradient of ' + key)
+    reference.assert_gradients(analytic, inputs, objective)
 
 
 X = np.zeros((B, T, D))

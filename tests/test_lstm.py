@@ -162,23 +162,14 @@ def test_gradients_match_finite_differences(rng):
     inputs = {'x': x, 'c0': c0, 'h0': h0, 'w': w.astype(np.float64),
               'b': bias.astype(np.float64)}
 
-    def objective(**kw):
-        ys, _, _ = reference.lstm(kw['x'], kw['w'], kw['b'], kw['c0'], kw['h0'])
+    def objective(v):
+        ys, _, _ = reference.lstm(v['x'], v['w'], v['b'], v['c0'], v['h0'])
         return np.sum(ys * g)
 
     p = nn.get_parameters()
     analytic = {'x': xv.g, 'c0': cv.g, 'h0': hv.g,
                 'w': p['lstm/WaWiWfWo/affine/W'].g, 'b': p['lstm/WaWiWfWo/affine/b'].g}
-    for key, value in inputs.items():
-        numeric = np.zeros_like(value)
-        for i in np.ndindex(value.shape):
-            up, down = dict(inputs), dict(inputs)
-            up[key], down[key] = value.copy(), value.copy()
-            up[key][i] += 1e-6
-            down[key][i] -= 1e-6
-            numeric[i] = (objective(**up) - objective(**down)) / 2e-6
-        np.testing.assert_allclose(analytic[key], numeric, rtol=1e-4, atol=1e-5,
-                                   err_msg='gradient of ' + key)
+    reference.assert_gradients(analytic, inputs, objective)
 
 
 def test_reverse_unroll_equals_flipped_forward_run(rng):
