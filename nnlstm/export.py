@@ -16,6 +16,7 @@ import tempfile
 import types
 import zipfile
 
+import numpy as np
 import nnabla as nn
 import nnabla.functions as F
 import nnabla.parameter
@@ -55,6 +56,10 @@ BOOLEAN_CARRIERS = ('Split', 'Reshape', 'Stack', 'Concatenate', 'Slice', 'Transp
 #: Functions that combine or separate the samples of a batch along the given axis.
 AXIS_FUNCTIONS = ('Split', 'Stack', 'Concatenate')
 REDUCTIONS = ('Sum', 'Mean', 'Max', 'Min', 'Prod')
+#: Functions that combine Variables elementwise, or stack them.
+COMBINING = ('Add2', 'Sub2', 'Mul2', 'Div2', 'Pow2', 'Maximum2', 'Minimum2', 'BcAdd2',
+             'Greater', 'GreaterEqual', 'Less', 'LessEqual', 'Equal', 'NotEqual',
+             'LogicalAnd', 'LogicalOr', 'LogicalXor', 'Where', 'Concatenate', 'Stack')
 
 CONVERTER_INSTALL = ("pip install 'nnlstm[onnx]' && pip install --no-deps "
                      "nnabla-converter==1.39.0 (./run does both with "
@@ -199,6 +204,15 @@ def check_graph(inputs, outputs):
                              % describe(f))
         if kind == 'Transpose' and args['axes'][0] != 0:
             raise ValueError("%s moves the batch axis%s" % (describe(f), hint))
+        fixed = [v for v in f.inputs
+                 if v not in batch_major and v.ndim and v.shape[0] == batch]
+        if kind in COMBINING and batch != 1 and fixed:
+            raise ValueError(
+                "%s combines the batch with a %s Variable that is not computed from the "
+                "inputs but has the batch size first (F.constant((B, H)), say): NNabla's "
+                "saver keeps it fixed, so the file would fail at other batch sizes. Compute "
+                "it from the inputs (as the layers' zero state is) or give it a first axis "
+                "of 1" % (describe(f), tuple(fixed[0].shape)))
         if kind in REDUCTIONS and (not args.get('axes') or 0 in args['axes']):
             raise ValueError("%s reduces over the batch axis (a loss is not an inference "
                              "output)" % describe(f))
@@ -240,24 +254,30 @@ def check_variable_batch(nnp_path, network_name, inputs):
                          "inputs" % fixed)
 
 
-def make_batch_symbolic(model, export_batch, dim_name='batch'):
+#: ONNX operators that broadcast their inputs, with the opset they do so from.
+BROADCASTING = {'Add': 7, 'Sub': 7, 'Mul': 7, 'Div': 7, 'Pow': 7, 'Greater': 7, 'Less': 7,
+                'Equal': 7, 'And': 7, 'Or': 7, 'Xor': 7, 'Min': 8, 'Max': 8, 'Sum': 8,
+                'Mean': 8, 'Where': 9}
+
+
+def make_batch_symbolic(model, export_batch, opset, dim_name='batch'):
     """Rewrite an ONNX model that NNabla's converter wrote at batch size ``export_batch``
-    so that its batch dimension is the symbolic ``dim_name``: the first dimension of every
-    graph input and output, and every batch-sized first entry of a Reshape's target shape
-    (then -1, or 0, "as the input", where the shape holds a -1 already). Shape annotations
-    of intermediate values are dropped. Raises ValueError where ``export_batch`` remains
-    in a shape or constant (a constant sized by the batch, say). Returns ``model``."""
+    so that its batch dimension is the symbolic ``dim_name``:
+
+    * the first dimension of every graph input and output;
+    * a batch-sized first entry of a Reshape's target shape becomes -1 (or 0, "as the
+      input", where the shape holds a -1 already);
+    * a batch-sized constant filled with one value (the converter writes
+      ``F.r_sub_scalar``, ``F.minimum_scalar``, ``F.maximum_scalar`` so) becomes a constant
+      of shape (1, ...), where it only meets the batch in operators that broadcast.
+
+    Shape annotations of intermediate values are dropped. Raises ValueError where that
+    cannot be done. Returns ``model``."""
     from onnx import numpy_helper
     g = model.graph
     inits = {t.name: t for t in g.initializer}
-    consts = {n.output[0]: n for n in g.node if n.op_type == 'Constant'}
-
-    def tensor(name):
-        if name in inits:
-            return inits[name]
-        if name in consts:
-            return consts[name].attribute[0].t
-        return None
+    consts = {n.output[0]: n.attribute[0].t for n in g.node if n.op_type == 'Constant'
+              and n.attribute and n.attribute[0].HasField('t')}
 
     for vi in list(g.input) + list(g.output):
         dims = vi.type.tensor_type.shape.dim
@@ -268,22 +288,45 @@ def make_batch_symbolic(model, export_batch, dim_name='batch'):
         dims[0].Clear()
         dims[0].dim_param = dim_name
     for n in g.node:
-        if n.op_type == 'Reshape' and n.input[0] not in inits and tensor(n.input[1]):
-            t = tensor(n.input[1])
+        t = consts.get(n.input[1]) if n.op_type == 'Reshape' else None
+        if t is not None and n.input[0] not in inits:
             shape = numpy_helper.to_array(t).copy()
             if shape.size and shape[0] == export_batch:
                 shape[0] = 0 if (shape == -1).any() else -1
                 t.CopyFrom(numpy_helper.from_array(shape, t.name))
     del g.value_info[:]
+    shrunk = set()
+    for name, t in list(consts.items()) + list(inits.items()):
+        if export_batch in t.dims:
+            value = numpy_helper.to_array(t)
+            if not (value == value.flat[0]).all():
+                raise ValueError("cannot make the ONNX batch dimension symbolic: the constant "
+                                 "%r of shape %s depends on the batch size. Build the graph "
+                                 "without batch-sized constants" % (name, list(t.dims)))
+            t.CopyFrom(numpy_helper.from_array(
+                np.full([1] * value.ndim, value.flat[0], value.dtype), t.name))
+            shrunk.add(name)
+        elif t.data_type == 7 and export_batch in numpy_helper.to_array(t).ravel():
+            raise ValueError("cannot make the ONNX batch dimension symbolic: the int64 "
+                             "constant %r holds the batch size" % name)
+    # A shrunk constant must meet the batch only in operators that broadcast it back.
+    batched = {i.name for i in g.input}
     for n in g.node:
-        if n.op_type == 'Constant' and n.attribute and n.attribute[0].HasField('t'):
-            t = n.attribute[0].t
-            if export_batch in t.dims or (t.data_type == 7 and export_batch in
-                                          numpy_helper.to_array(t).ravel()):
-                raise ValueError("cannot make the ONNX batch dimension symbolic: Constant %r "
-                                 "(%s) depends on the batch size. Build the graph without "
-                                 "batch-sized constants (F.constant((B, H)))"
-                                 % (n.output[0], list(t.dims)))
+        if any(v in shrunk for v in n.input):
+            if BROADCASTING.get(n.op_type, 99) > opset:
+                raise ValueError(
+                    "cannot make the ONNX batch dimension symbolic: NNabla's converter wrote "
+                    "a batch-sized constant (as it does for F.r_sub_scalar, F.minimum_scalar, "
+                    "F.maximum_scalar) read by %s, which does not broadcast at opset %d"
+                    % (n.op_type, opset))
+            if not any(v in batched for v in n.input):
+                shrunk.update(n.output)
+        if any(v in batched for v in n.input):
+            batched.update(n.output)
+    left = shrunk & {o.name for o in g.output}
+    if left:
+        raise ValueError("cannot make the ONNX batch dimension symbolic: the outputs %s "
+                         "do not depend on the inputs" % sorted(left))
     return model
 
 
@@ -364,9 +407,12 @@ def write_onnx(converter, nnp_path, onnx_path, opset):
     except Exception as e:
         raise ValueError("NNabla's ONNX converter failed on this graph: %s: %s"
                          % (type(e).__name__, e)) from e
-    make_batch_symbolic(make_names_unique(model), ONNX_EXPORT_BATCH)
+    make_batch_symbolic(make_names_unique(model), ONNX_EXPORT_BATCH, opset)
     try:
-        converter.onnx.checker.check_model(model, full_check=True)
+        # With shape inference, which finds type errors, from opset 9 on: for opset 7 the
+        # converter writes int64 Constants (Reshape targets) that ONNX Runtime runs but
+        # that opset's Constant does not define.
+        converter.onnx.checker.check_model(model, full_check=opset >= 9)
     except Exception as e:
         raise ValueError("the ONNX model NNabla's converter wrote for this graph is invalid: "
                          "%s" % e) from e
