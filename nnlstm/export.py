@@ -114,8 +114,15 @@ class Graph:
 
     def __init__(self, outputs):
         self.functions = []
+        visited = set()  # each function's first output: outputs may share functions
+
+        def add(f):
+            if f.outputs[0] not in visited:
+                visited.add(f.outputs[0])
+                self.functions.append(f)
+
         for y in outputs:
-            y.visit(self.functions.append)
+            y.visit(add)
         self.leaves = []
         seen = set()
         for f in self.functions:
