@@ -246,3 +246,16 @@ def test_step_network_needs_the_layer_parameters(tmp_path):
                                         r"nnlstm.SimpleRNN"):
         nnlstm.export_step(str(tmp_path / 's.nnp'), nnlstm.Stacked, 2, 4, name='enc')
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_inputs_of_other_batch_sizes_and_a_moved_batch_axis_are_refused(tmp_path):
+    x, h0 = nn.Variable((2, 3, 2)), nn.Variable((3, 4))
+    with nn.no_grad():
+        y = nnlstm.GRU(x, 4)
+    refused(tmp_path, {'x': x, 'h0': h0}, {'y': y},
+            r"`inputs` disagree on the batch size \(first axis\): \{'x': \(2, 3, 2\), "
+            r"'h0': \(3, 4\)\}")
+    with nn.no_grad():
+        y = F.transpose(nnlstm.GRU(x, 4, return_sequences=True), (1, 0, 2))
+    refused(tmp_path, {'x': x}, {'y': y}, r'Transpose \(2, 3, 4\) -> \(3, 2, 4\) computes a '
+                                           r'\(3, 2, 4\) Variable whose first axis is not')
