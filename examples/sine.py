@@ -4,12 +4,14 @@ Trains an LSTM regressor to predict the next value of a noisy sine wave from the
 ``--window`` values, validates without building gradients, saves the parameters (.h5),
 exports an inference .nnp (no dropout, variable batch size), reloads that .nnp with NNabla's
 own NnpLoader (no nnlstm involved), predicts the future closed-loop (feeding predictions
-back) and writes a plot of truth vs prediction.
+back) and writes a plot of truth vs prediction. With the onnx extra installed it also writes
+sine.onnx (symbolic batch size) and checks it in ONNX Runtime against the NNabla graph.
 
     ./run sine                      # about two minutes on 2 CPU cores
     ./run sine -i 300 -o out/quick  # a quick look
 """
 import argparse
+import importlib.util
 import os
 import time
 
@@ -68,6 +70,20 @@ def model(x, units):
     return PF.affine(h, 1, name='fc')
 
 
+def onnx_extra_installed():
+    """onnxruntime and NNabla's ONNX converter are there (the onnx extra)."""
+    return all(importlib.util.find_spec(m) is not None
+               for m in ('onnx', 'onnxruntime', 'nnabla.utils.converter.onnx'))
+
+
+def onnx_max_difference(onnx_path, inputs, want):
+    """Run ``onnx_path`` in ONNX Runtime on ``inputs``; max |difference| from ``want``."""
+    import onnxruntime
+    session = onnxruntime.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+    got = session.run(['y'], {'x': inputs.astype(np.float32)})[0]
+    return float(np.abs(got - want).max())
+
+
 def closed_loop(forward, start, steps):
     """Predict ``steps`` values after each row of ``start`` (B, T, 1), feeding each
     prediction back as the newest input."""
@@ -122,7 +138,8 @@ def main():
     loss = F.mean(F.squared_error(model(x, args.units), t))
     with nn.no_grad():
         vx, vt = nn.Variable.from_numpy_array(val_x), nn.Variable.from_numpy_array(val_t)
-        vloss = F.mean(F.squared_error(model(vx, args.units), vt))
+        vy = model(vx, args.units)
+        vloss = F.mean(F.squared_error(vy, vt))
 
     solver = S.Adam(args.learning_rate)
     solver.set_parameters(nn.get_parameters())
@@ -157,7 +174,16 @@ def main():
     with nn.no_grad():
         ex = nn.Variable((1, args.window, 1))
         ey = model(ex, args.units)
-    nnlstm.save_nnp(nnp_path, {'x': ex}, {'y': ey})
+    with_onnx = onnx_extra_installed()
+    files = nnlstm.export_network(nnp_path, {'x': ex}, {'y': ey}, onnx=with_onnx)
+    if with_onnx:
+        # One .onnx for every batch size: here the whole validation set at once.
+        vy.forward(clear_no_need_grad=True)
+        diff = onnx_max_difference(files['onnx'], val_x, vy.d)
+        print('ONNX Runtime runs %s (opset 13) on the %d validation windows: max |difference| '
+              'from the NNabla graph %.2e' % (files['onnx'], len(val_x), diff))
+    else:
+        print('no sine.onnx: the onnx extra is not installed (NNLSTM_EXTRAS=test,examples,onnx)')
     # An input for `nnabla_cli infer` (see the README): one window, raw float32.
     val_x[:1].astype(np.float32).tofile(os.path.join(args.model_save_path, 'sine_input.bin'))
 

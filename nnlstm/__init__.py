@@ -16,11 +16,13 @@ sys.modules.setdefault('nnabla.nnabla', nnabla)
 from . import interop
 from .cells import GRUCell, HiddenState, LSTMCell, LSTMState, SimpleRNNCell
 from .context import CONTEXTS, context
-from .export import save_nnp, save_parameters
+from .export import (ONNX_OPSETS, export_network, export_step, save_nnp, save_parameters,
+                     step_network)
 from .layers import GRU, LSTM, Bidirectional, Carry, SimpleRNN, Stacked
 from .unroll import unroll
 
 __version__ = '0.1.0'
 __all__ = ['Bidirectional', 'CONTEXTS', 'Carry', 'GRU', 'GRUCell', 'HiddenState', 'LSTM',
-           'LSTMCell', 'LSTMState', 'SimpleRNN', 'SimpleRNNCell', 'Stacked', 'context',
-           'interop', 'save_nnp', 'save_parameters', 'unroll']
+           'LSTMCell', 'LSTMState', 'ONNX_OPSETS', 'SimpleRNN', 'SimpleRNNCell', 'Stacked',
+           'context', 'export_network', 'export_step', 'interop', 'save_nnp',
+           'save_parameters', 'step_network', 'unroll']

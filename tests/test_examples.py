@@ -1,4 +1,5 @@
 """The examples run end to end at tiny sizes."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -28,3 +29,11 @@ def test_sine_example_trains_exports_reloads_and_plots(tmp_path):
     assert val[-1, 1] < 0.05, val
     closed = float(log.split('closed-loop prediction')[1].split('MSE')[1].split()[0])
     assert closed < 0.2, log
+    onnx = all(importlib.util.find_spec(m) is not None
+               for m in ('onnx', 'onnxruntime', 'nnabla.utils.converter.onnx'))
+    if os.environ.get('NNLSTM_REQUIRE_ONNX') == '1':
+        assert onnx, 'NNLSTM_REQUIRE_ONNX=1 but the onnx extra is not installed'
+    assert (tmp_path / 'sine.onnx').exists() == onnx
+    if onnx:
+        diff = float(log.split('from the NNabla graph')[1].split()[0])
+        assert diff < 1e-5, log

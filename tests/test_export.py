@@ -138,3 +138,142 @@ def test_bad_arguments(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         nnlstm.save_nnp(**args)
     assert os.listdir(str(tmp_path)) == []
+
+
+def lstm_y(x, **kwargs):
+    with nn.no_grad():
+        return nnlstm.LSTM(x, 4, **kwargs)
+
+
+def refused(tmp_path, inputs, outputs, match, error=ValueError, **kwargs):
+    """export_network raises ``error`` matching ``match`` and leaves no file."""
+    with pytest.raises(error, match=match):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), inputs, outputs, **kwargs)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize('steps', [3, 2])  # T = 2 = B: the split along axis 0 gives it away
+def test_time_major_is_refused(tmp_path, steps):
+    x = nn.Variable((steps, 2, 3))
+    y = lstm_y(x, time_major=True, return_sequences=True)
+    refused(tmp_path, {'x': x}, {'y': y}, r'time_major=True layers cannot be exported')
+
+
+def test_lengths_array_is_refused_a_lengths_variable_exports(tmp_path, rng):
+    x = nn.Variable((2, 3, 2))
+    refused(tmp_path, {'x': x}, {'y': lstm_y(x, lengths=np.array([3, 1]))},
+            r'reads 1 Variable\(s\) that are neither `inputs` nor registered parameters, of '
+            r'shapes \(2,\).*`lengths` given as a Variable')
+    lengths = nn.Variable((2,))
+    path = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'lengths': lengths},
+                                 {'y': lstm_y(x, lengths=lengths, return_sequences=True)})['nnp']
+    data, steps = rng.randn(4, 3, 2).astype(np.float32), np.array([3, 0, 1, 2], np.float32)
+    want = lstm_y(nn.Variable.from_numpy_array(data), return_sequences=True,
+                  lengths=nn.Variable.from_numpy_array(steps))
+    want.forward()
+    nn.clear_parameters()
+    net = NnpLoader(path).get_network('inference', batch_size=4)
+    net.inputs['x'].d, net.inputs['lengths'].d = data, steps
+    net.outputs['y'].forward()
+    np.testing.assert_allclose(net.outputs['y'].d, want.d, atol=1e-6)
+
+
+def test_stateful_carry_is_refused(tmp_path):
+    x = nn.Variable((2, 3, 2))
+    refused(tmp_path, {'x': x}, {'y': lstm_y(x, stateful=nnlstm.Carry())},
+            r'reads 2 Variable\(s\) that are neither `inputs`.*no `stateful` Carry')
+
+
+def test_head_with_base_axis_2_is_refused(tmp_path):
+    x = nn.Variable((2, 3, 2))
+    with nn.no_grad():
+        y = PF.affine(lstm_y(x, return_sequences=True), 1, base_axis=2, name='fc')
+    refused(tmp_path, {'x': x}, {'y': y}, r'Affine \(2, 3, 4\).* has base_axis=2')
+
+
+def test_batch_axis_slice_and_loss_are_refused(tmp_path):
+    x = nn.Variable((2, 3, 2))
+    refused(tmp_path, {'x': x}, {'y': lstm_y(x[:, 1:])},
+            r'Slice \(2, 3, 2\) -> \(2, 2, 2\) slices the batch axis')
+    refused(tmp_path, {'x': x}, {'loss': F.mean(lstm_y(x))},
+            r'Mean \(2, 4\) -> \(\) computes a \(\) Variable whose first axis is not the batch')
+
+
+def test_batch_sized_constant_is_refused(tmp_path):
+    x = nn.Variable((2, 3, 2))
+    y = lstm_y(x)
+    with nn.no_grad():
+        y = F.add2(y, F.constant(0.5, (2, 4)))
+    refused(tmp_path, {'x': x}, {'y': y}, r'combines the batch with a \(2, 4\) Variable that '
+                                           r'is not computed from the inputs')
+
+
+def test_graph_without_affine_keeps_no_variable_batch_and_is_refused(tmp_path):
+    x = nn.Variable((2, 3))
+    refused(tmp_path, {'x': x}, {'y': F.tanh(x)},
+            r"NNabla's saver kept a fixed batch size for the inputs \{'x': \[2, 3\]\}")
+
+
+def test_inputs_must_be_read_leaves(tmp_path):
+    x, z = nn.Variable((2, 3, 2)), nn.Variable((2, 3, 2))
+    refused(tmp_path, {'x': x, 'z': z}, {'y': lstm_y(x)},
+            r"`inputs\['z'\]` \(2, 3, 2\) is not read by the graph")
+    xt = F.tanh(x)
+    refused(tmp_path, {'x': xt}, {'y': lstm_y(xt)},
+            r"`inputs\['x'\]` is computed by a Tanh function")
+
+
+def test_every_output_is_listed_by_nnp_loader_even_one_variable_twice(tmp_path, rng):
+    """An LSTM's y is its h_T; NnpLoader's outputs are the graph's leaves."""
+    x = nn.Variable((2, 3, 2))
+    y, c, h = lstm_y(x, return_state=True)
+    path = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x},
+                                 {'y': y, 'c': c, 'h': h})['nnp']
+    x.d = rng.randn(*x.shape)
+    F.sink(y, c).forward()
+    want = {'y': y.d.copy(), 'c': c.d.copy(), 'h': y.d.copy()}
+    net = NnpLoader(path).get_network('inference', batch_size=2)
+    assert sorted(net.outputs) == ['c', 'h', 'y']
+    net.inputs['x'].d = x.d
+    F.sink(*net.outputs.values()).forward()
+    for k, v in want.items():
+        np.testing.assert_allclose(net.outputs[k].d, v, atol=1e-6)
+
+
+def test_onnx_without_the_extra_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'onnx', None)  # import onnx raises ImportError
+    x = nn.Variable((2, 3, 2))
+    refused(tmp_path, {'x': x}, {'y': lstm_y(x)},
+            r"needs the onnx package and NNabla's converter \(pip install 'nnlstm\[onnx\]' "
+            r"&& pip install --no-deps nnabla-converter==1.39.0", ImportError, onnx=True)
+
+
+def test_step_network_needs_the_layer_parameters(tmp_path):
+    with pytest.raises(ValueError, match=r"no parameters under `name` 'enc': build or load"):
+        nnlstm.export_step(str(tmp_path / 's.nnp'), nnlstm.LSTM, 2, 4, name='enc')
+    lstm_y(nn.Variable((2, 3, 2)), name='enc')
+    with pytest.raises(ValueError, match=r"the GRU step under `name` 'enc' needs parameters "
+                                         r"the layer does not have, \['enc/UzUrUn/affine/W'"):
+        nnlstm.export_step(str(tmp_path / 's.nnp'), nnlstm.GRU, 2, 4, name='enc')
+    assert sorted(nn.get_parameters(grad_only=False)) == [
+        'enc/WaWiWfWo/affine/W', 'enc/WaWiWfWo/affine/b']  # nothing left behind
+    with pytest.raises(ValueError, match=r"parameter 'WaWiWfWo/affine/W' exists with shape "
+                                         r"\(6, 16\); expected \(D \+ H, 4H\) = \(7, 16\)"):
+        nnlstm.export_step(str(tmp_path / 's.nnp'), nnlstm.LSTM, 3, 4, name='enc')
+    with pytest.raises(TypeError, match=r"`layer` must be nnlstm.LSTM, nnlstm.GRU or "
+                                        r"nnlstm.SimpleRNN"):
+        nnlstm.export_step(str(tmp_path / 's.nnp'), nnlstm.Stacked, 2, 4, name='enc')
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_inputs_of_other_batch_sizes_and_a_moved_batch_axis_are_refused(tmp_path):
+    x, h0 = nn.Variable((2, 3, 2)), nn.Variable((3, 4))
+    with nn.no_grad():
+        y = nnlstm.GRU(x, 4)
+    refused(tmp_path, {'x': x, 'h0': h0}, {'y': y},
+            r"`inputs` disagree on the batch size \(first axis\): \{'x': \(2, 3, 2\), "
+            r"'h0': \(3, 4\)\}")
+    with nn.no_grad():
+        y = F.transpose(nnlstm.GRU(x, 4, return_sequences=True), (1, 0, 2))
+    refused(tmp_path, {'x': x}, {'y': y}, r'Transpose \(2, 3, 4\) -> \(3, 2, 4\) computes a '
+                                           r'\(3, 2, 4\) Variable whose first axis is not')

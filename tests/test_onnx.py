@@ -1,0 +1,391 @@
+"""export_network and export_step, checked numerically on every target: the NNabla graph,
+the .nnp through NnpLoader and `nnabla_cli infer`, the .onnx in ONNX Runtime, all at a
+batch size other than the exporting one. The .nnb is written, not run (NNabla's C runtime
+is not a Python package).
+
+These tests need the onnx extra (NNLSTM_EXTRAS=test,examples,onnx ./run test). Where it
+is missing they skip, unless NNLSTM_REQUIRE_ONNX=1 (as in CI) makes that a failure."""
+import functools
+import importlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+from nnabla.utils.nnp_graph import NnpLoader
+import pytest
+
+import nnlstm
+
+
+def need(module):
+    if os.environ.get('NNLSTM_REQUIRE_ONNX') == '1':
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason='the onnx extra is not installed')
+
+
+onnx = need('onnx')
+ort = need('onnxruntime')
+need('nnabla.utils.converter.onnx')
+
+B0, B1, T, D, H = 2, 3, 5, 3, 4  # B0 exports, B1 runs
+TOLERANCE = 1e-5
+CLI = os.path.join(os.path.dirname(sys.executable), 'nnabla_cli')
+
+LAYERS = {
+    'LSTM': lambda x, seq: dict(zip('ych', nnlstm.LSTM(
+        x, H, return_sequences=seq, return_state=True, name='lstm'))),
+    'GRU': lambda x, seq: {'y': nnlstm.GRU(x, H, return_sequences=seq, name='gru')},
+    'SimpleRNN': lambda x, seq: {'y': nnlstm.SimpleRNN(x, H, return_sequences=seq,
+                                                       name='rnn')},
+    'Bidirectional(LSTM)': lambda x, seq: {'y': nnlstm.Bidirectional(
+        nnlstm.LSTM, x, H, return_sequences=seq, name='bi')},
+    'Stacked(LSTM, 2)': lambda x, seq: {'y': nnlstm.Stacked(
+        nnlstm.LSTM, x, H, num_layers=2, return_sequences=seq, name='stacked')},
+}
+
+
+def randomize(rng, scale=0.6):
+    """Random parameters: zeros and the initializers' symmetries hide mistakes."""
+    for v in nn.get_parameters(grad_only=False).values():
+        v.d = rng.uniform(-scale, scale, v.shape)
+
+
+def graph_outputs(build, data):
+    """The NNabla graph ``build`` at the data's batch size, inference mode."""
+    with nn.no_grad():
+        x = nn.Variable(data.shape)
+        outputs = build(x)
+    x.d = data
+    nn.forward_all(list(outputs.values()))
+    return {k: v.d.copy() for k, v in outputs.items()}
+
+
+def loader_outputs(path, feeds):
+    batch = next(iter(feeds.values())).shape[0]
+    net = NnpLoader(path).get_network('inference', batch_size=batch)
+    for k, v in feeds.items():
+        net.inputs[k].d = v
+    nn.forward_all(list(net.outputs.values()))
+    return {k: v.d.copy() for k, v in net.outputs.items()}
+
+
+def ort_outputs(path, feeds, names):
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def start_cli(path, data, folder):
+    """`nnabla_cli infer` on raw float32 input, started in the background."""
+    data.astype(np.float32).tofile(os.path.join(folder, 'in.bin'))
+    return subprocess.Popen([CLI, 'infer', '-c', path, '-b', str(data.shape[0]),
+                             '-o', os.path.join(folder, 'out'), os.path.join(folder, 'in.bin')],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def cli_outputs(process, folder, shapes):
+    """One file per sample holding the outputs one after another, flattened."""
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, log.decode(errors='replace')
+    sizes = [int(np.prod(s[1:])) for s in shapes.values()]
+    rows = [np.fromfile(os.path.join(folder, 'out_%d.bin' % k), np.float32)
+            for k in range(B1)]
+    split = [np.split(r, np.cumsum(sizes)[:-1]) for r in rows]
+    return {name: np.stack([s[i] for s in split]).reshape(shape)
+            for i, (name, shape) in enumerate(shapes.items())}
+
+
+def max_differences(want, got):
+    assert sorted(got) == sorted(want)
+    return max(float(np.abs(got[k] - want[k]).max()) for k in want)
+
+
+@pytest.mark.parametrize('return_sequences', [False, True])
+@pytest.mark.parametrize('layer', list(LAYERS))
+def test_every_target_computes_the_graph(tmp_path, rng, layer, return_sequences):
+    build = functools.partial(LAYERS[layer], seq=return_sequences)
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = build(x)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    data = rng.randn(B1, T, D).astype(np.float32)
+    work = tmp_path / 'cli'
+    work.mkdir()
+    cli = start_cli(files['nnp'], data, str(work))
+    want = graph_outputs(build, data)
+    nn.clear_parameters()  # the files alone carry the parameters
+    got = {
+        'NnpLoader': loader_outputs(files['nnp'], {'x': data}),
+        'onnxruntime': ort_outputs(files['onnx'], {'x': data}, list(outputs)),
+        'nnabla_cli infer': cli_outputs(cli, str(work), {k: v.shape for k, v in want.items()}),
+    }
+    diffs = {target: max_differences(want, out) for target, out in got.items()}
+    print('%s return_sequences=%s: %s' % (layer, return_sequences, diffs))
+    assert max(diffs.values()) < TOLERANCE, diffs
+
+
+OPTIONS = {
+    'LSTM go_backwards': lambda x: {'y': nnlstm.LSTM(x, H, go_backwards=True,
+                                                     return_sequences=True)},
+    'GRU reset_after=False': lambda x: {'y': nnlstm.GRU(x, H, reset_after=False,
+                                                        return_sequences=True)},
+    'SimpleRNN relu, no bias': lambda x: {'y': nnlstm.SimpleRNN(
+        x, H, activation='relu', use_bias=False, return_sequences=True)},
+    'Bidirectional(GRU) merge sum': lambda x: {'y': nnlstm.Bidirectional(
+        nnlstm.GRU, x, H, merge_mode='sum', return_sequences=True)},
+    'Bidirectional(LSTM) T=1': lambda x: {'y': nnlstm.Bidirectional(
+        nnlstm.LSTM, x, H, return_sequences=True)},
+    'LSTM + affine head': lambda x: {'y': PF.affine(nnlstm.LSTM(x, H), 2, name='fc')},
+}
+
+
+@pytest.mark.parametrize('option', list(OPTIONS))
+def test_layer_options_export(tmp_path, rng, option):
+    steps = 1 if 'T=1' in option else T
+    with nn.no_grad():
+        x = nn.Variable((B0, steps, D))
+        outputs = OPTIONS[option](x)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    data = rng.randn(B1, steps, D).astype(np.float32)
+    want = graph_outputs(OPTIONS[option], data)
+    nn.clear_parameters()
+    diffs = {'NnpLoader': max_differences(want, loader_outputs(files['nnp'], {'x': data})),
+             'onnxruntime': max_differences(want, ort_outputs(files['onnx'], {'x': data},
+                                                              list(outputs)))}
+    print('%s: %s' % (option, diffs))
+    assert max(diffs.values()) < TOLERANCE, diffs
+
+
+def test_initial_state_inputs_export(tmp_path, rng):
+    """States given as named inputs: every input keeps the variable batch."""
+    def build(x, c0, h0):
+        return dict(zip('ych', nnlstm.LSTM(x, H, (c0, h0), return_sequences=True,
+                                           return_state=True)))
+    with nn.no_grad():
+        inputs = {'x': nn.Variable((B0, T, D)), 'c0': nn.Variable((B0, H)),
+                  'h0': nn.Variable((B0, H))}
+        outputs = build(**inputs)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), inputs, outputs, onnx=True)
+    feeds = {'x': rng.randn(B1, T, D), 'c0': rng.randn(B1, H), 'h0': rng.randn(B1, H)}
+    feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
+    with nn.no_grad():
+        graph_inputs = {k: nn.Variable.from_numpy_array(v) for k, v in feeds.items()}
+        want = build(**graph_inputs)
+    nn.forward_all(list(want.values()))
+    want = {k: v.d.copy() for k, v in want.items()}
+    nn.clear_parameters()
+    assert max_differences(want, loader_outputs(files['nnp'], feeds)) < TOLERANCE
+    assert max_differences(want, ort_outputs(files['onnx'], feeds, list(want))) < TOLERANCE
+
+
+@pytest.mark.parametrize('opset', [7, 9, 10, 11])
+def test_other_opsets_run_in_onnxruntime(tmp_path, rng, opset):
+    """Every layer in one network, at each other opset the converter writes."""
+    def build(x):
+        return {name: fn(x, True)['y'] for name, fn in LAYERS.items()}
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = build(x)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
+                                  opset=opset)
+    model = onnx.load(files['onnx'])
+    assert [o.version for o in model.opset_import] == [opset]
+    data = rng.randn(B1, T, D).astype(np.float32)
+    got = ort_outputs(files['onnx'], {'x': data}, list(outputs))
+    diff = max_differences(graph_outputs(build, data), got)
+    print('opset %d: %g' % (opset, diff))
+    assert diff < TOLERANCE
+
+
+def test_nnb_is_written_for_every_layer(tmp_path):
+    """One network holding every layer, with and without return_sequences: NNabla's .nnb
+    converter spends seconds on each call, whatever the network."""
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = {}
+        for name, fn in LAYERS.items():
+            for seq in (False, True):
+                with nn.parameter_scope('seq' if seq else 'last'):
+                    outputs['%s %s' % (name, seq)] = fn(x, seq)['y']
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, nnb=True,
+                                  nnb_batch_size=1)
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnb', 'm.nnp']
+    assert os.path.getsize(files['nnb']) > 1000
+
+
+def test_onnx_batch_dimension_is_symbolic(tmp_path, rng):
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = LAYERS['LSTM'](x, True)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    session = ort.InferenceSession(files['onnx'], providers=['CPUExecutionProvider'])
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [('x', ['batch', T, D])]
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [
+        ('y', ['batch', T, H]), ('c', ['batch', H]), ('h', ['batch', H])]
+    for batch in (1, 7):
+        data = rng.randn(batch, T, D).astype(np.float32)
+        y = session.run(['y'], {'x': data})[0]
+        assert y.shape == (batch, T, H)
+
+
+@pytest.mark.parametrize('opset', [7, 13])
+def test_batch_sized_scalar_constants_become_broadcasts(tmp_path, rng, opset):
+    """The converter writes 1 - y as Sub(a (B, H) constant of ones, y)."""
+    def build(x):
+        return {'y': F.r_sub_scalar(nnlstm.LSTM(x, H), 1.0)}
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = build(x)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
+                                  opset=opset)
+    data = rng.randn(B1, T, D).astype(np.float32)
+    got = ort_outputs(files['onnx'], {'x': data}, ['y'])
+    assert max_differences(graph_outputs(build, data), got) < TOLERANCE
+
+
+def test_batch_sized_constant_an_operator_cannot_broadcast_is_refused(tmp_path):
+    x = nn.Variable((B0, T, D))
+    with nn.no_grad():
+        y = F.minimum_scalar(nnlstm.LSTM(x, H), 0.5)
+    with pytest.raises(ValueError, match=r"batch-sized constant .* read by Min, which does not "
+                                         r"broadcast at opset 7"):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True, opset=7)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize('layer', [nnlstm.LSTM, nnlstm.GRU, nnlstm.SimpleRNN])
+def test_step_network_run_T_times_equals_the_layer(tmp_path, rng, layer):
+    data = rng.randn(B1, T, D).astype(np.float32)
+    with nn.no_grad():
+        x = nn.Variable.from_numpy_array(data)
+        full = layer(x, H, return_sequences=True, return_state=True, name='enc')
+    randomize(rng)
+    nn.forward_all(full)
+    want_y, want_state = full[0].d.copy(), [v.d.copy() for v in full[1:]]
+    nnb = layer is nnlstm.LSTM  # each .nnb conversion takes seconds
+    files = nnlstm.export_step(str(tmp_path / 'step.nnp'), layer, D, H, name='enc',
+                               onnx=True, nnb=nnb)
+    written = sorted(os.listdir(str(tmp_path)))
+    assert written == ['step.nnb'] * nnb + ['step.nnp', 'step.onnx']
+    inputs, outputs = nnlstm.step_network(layer, D, H, name='enc', batch_size=B1)
+    fields = [k for k in inputs if k != 'x']
+    assert list(outputs) == ['y'] + [f + '_next' for f in fields]
+
+    def graph_step(feeds):
+        for k, v in feeds.items():
+            inputs[k].d = v
+        nn.forward_all(list(outputs.values()))
+        return {k: v.d.copy() for k, v in outputs.items()}
+
+    session = ort.InferenceSession(files['onnx'], providers=['CPUExecutionProvider'])
+    runners = {'graph': graph_step,
+               'onnxruntime': lambda feeds: dict(zip(outputs, session.run(list(outputs),
+                                                                          feeds)))}
+    nn.clear_parameters()  # the loaded network brings its own
+    net = NnpLoader(files['nnp']).get_network('inference', batch_size=B1)
+
+    def loader_step(feeds):
+        for k, v in feeds.items():
+            net.inputs[k].d = v
+        nn.forward_all(list(net.outputs.values()))
+        return {k: v.d.copy() for k, v in net.outputs.items()}
+
+    runners['NnpLoader'] = loader_step
+    for target, step in runners.items():
+        state = {f: np.zeros((B1, H), np.float32) for f in fields}
+        ys = []
+        for t in range(T):
+            out = step(dict(state, x=data[:, t]))
+            ys.append(out['y'])
+            state = {f: out[f + '_next'] for f in fields}
+        diff = max([float(np.abs(np.stack(ys, axis=1) - want_y).max())] +
+                   [float(np.abs(state[f] - w).max()) for f, w in zip(fields, want_state)])
+        print('%s step x %d, %s: %g' % (layer.__name__, T, target, diff))
+        assert diff < TOLERANCE, target
+
+
+@pytest.mark.parametrize('fn,name', [(F.mul_n, 'MulN'), (F.add_n, 'AddN')])
+def test_function_the_converter_rejects_fails_and_leaves_nothing(tmp_path, fn, name):
+    x = nn.Variable((B0, T, D))
+    with nn.no_grad():
+        y = nnlstm.LSTM(x, H)
+        y = fn(y, y, y)
+    with pytest.raises(ValueError, match=r"cannot export to ONNX opset 13: NNabla's converter "
+                                         r"does not support the function\(s\) %s" % name):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_dropout_fails_and_leaves_nothing(tmp_path):
+    x = nn.Variable((B0, T, D))
+    y = nnlstm.LSTM(x, H, dropout=0.5, training=True)
+    with pytest.raises(ValueError, match=r"training-only functions \['Dropout'\]"):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True,
+                              nnb=True)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize('opset', [6, 8, 12, 14, 17, '13', True])
+def test_opsets_the_converter_would_change_are_refused(tmp_path, opset):
+    x = nn.Variable((B0, T, D))
+    with nn.no_grad():
+        y = nnlstm.LSTM(x, H)
+    with pytest.raises(ValueError, match=r"`opset` must be one of 7, 9, 10, 11, 13; "
+                                         r"received %r" % (opset,)):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True,
+                              opset=opset)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def lengths_model(x, lengths, go_backwards=False):
+    return {'y': nnlstm.LSTM(x, H, lengths=lengths, return_sequences=True,
+                             go_backwards=go_backwards)}
+
+
+def test_lengths_to_onnx_fails_clearly_and_leaves_nothing(tmp_path):
+    x, lengths = nn.Variable((B0, T, D)), nn.Variable((B0,))
+    with nn.no_grad():
+        outputs = lengths_model(x, lengths)
+    with pytest.raises(ValueError, match=r"cannot export to ONNX: the output of Greater "
+                                         r"reaches Mul[2N] .*`lengths`"):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'lengths': lengths},
+                              outputs, onnx=True)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize('go_backwards', [
+    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
+        "nnlstm.unroll.length_masks builds the (B, 1) masks with F.greater, which NNabla's "
+        "converter writes as a boolean ONNX Greater feeding Mul with no Cast. Float masks, "
+        "relu(L - t) - relu(L - (t + 1)) from Sub2 of the (B, 1) lengths and (1, T) "
+        "aranges, export"))),
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "as above, and nnlstm.layers.reverse_valid uses F.gather (B, T, H) by a (B, T) "
+        "index, a function NNabla's ONNX converter lacks. A one-hot (B, T, T) matrix "
+        "relu(1 - |index - j|) and F.batch_matmul export"))),
+])
+def test_lengths_export_to_onnx(tmp_path, rng, go_backwards):
+    x, lengths = nn.Variable((B0, T, D)), nn.Variable((B0,))
+    with nn.no_grad():
+        outputs = lengths_model(x, lengths, go_backwards)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'lengths': lengths},
+                                  outputs, onnx=True)
+    feeds = {'x': rng.randn(B1, T, D).astype(np.float32),
+             'lengths': np.array([T, 2, 0], np.float32)}
+    with nn.no_grad():
+        want = lengths_model(nn.Variable.from_numpy_array(feeds['x']),
+                             nn.Variable.from_numpy_array(feeds['lengths']), go_backwards)
+    want['y'].forward()
+    got = ort_outputs(files['onnx'], feeds, ['y'])
+    assert max_differences({'y': want['y'].d}, got) < TOLERANCE
