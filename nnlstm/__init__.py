@@ -6,6 +6,7 @@ from .cells import GRUCell, HiddenState, LSTMCell, LSTMState, SimpleRNNCell
 from .context import CONTEXTS, context
 from .export import save_nnp, save_parameters
 from .layers import GRU, LSTM, Bidirectional, Carry, SimpleRNN, Stacked
+from .training import clip_grad_by_global_norm
 from .unroll import unroll
 
 __version__ = '0.1.0'
