@@ -19,6 +19,7 @@ from .context import CONTEXTS, context
 from .export import (ONNX_OPSETS, export_network, export_step, save_nnp, save_parameters,
                      step_network)
 from .layers import GRU, LSTM, Bidirectional, Carry, SimpleRNN, Stacked
+from .training import clip_grad_by_global_norm
 from .unroll import unroll
 
 __version__ = '0.1.0'

@@ -1,0 +1,101 @@
+"""Generate text from the character language model's exported one-step network.
+
+Reads only ``char_lm.nnp`` (written by examples/char_lm.py) with NNabla's own NnpLoader and
+the vocabulary ``vocab.json`` beside it: nnlstm is not imported, so this runs wherever NNabla
+does. The network is one step, (x_t, c and h of every layer) -> (logits, the next c and h):
+the script feeds the prime text one character at a time, then samples each next character
+from softmax(logits / temperature) and feeds it, and the states, back.
+
+    ./run python examples/sample_text.py                          # out/char_lm/char_lm.nnp
+    ./run python examples/sample_text.py --prime 'class ' --temperature 0.5 -b 3 -n 400
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import nnabla as nn
+import nnabla.functions as F
+from nnabla.ext_utils import get_extension_context
+from nnabla.utils.nnp_graph import NnpLoader
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--context', '-c', default='cpu', help="'cpu', or 'cudnn'")
+    p.add_argument('--device-id', '-d', default='0')
+    p.add_argument('--type-config', '-t', default='float')
+    p.add_argument('--nnp', default='out/char_lm/char_lm.nnp', help='the exported step network')
+    p.add_argument('--vocab', default=None, help="defaults to vocab.json beside --nnp")
+    p.add_argument('--batch-size', '-b', type=int, default=1,
+                   help='how many samples to generate side by side')
+    p.add_argument('--length', '-n', type=int, default=500, help='characters to generate')
+    p.add_argument('--prime', default='def ', help='the text the samples start from')
+    p.add_argument('--temperature', type=float, default=0.8,
+                   help='below 1: safer, above 1: more varied; 0: always the likeliest')
+    p.add_argument('--seed', type=int, default=0)
+    args = p.parse_args(argv)
+    args.vocab = args.vocab or os.path.join(os.path.dirname(args.nnp), 'vocab.json')
+    if args.temperature < 0:
+        p.error('--temperature must be >= 0; received %g' % args.temperature)
+    if not args.prime:
+        p.error('--prime must hold at least one character')
+    return args
+
+
+def next_ids(logits, temperature, rng):
+    """One character id per row of ``logits`` (B, V): sampled from softmax(logits / T),
+    or the argmax when T = 0."""
+    if temperature == 0:
+        return logits.argmax(axis=1)
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return np.array([rng.choice(len(row), p=row) for row in p])
+
+
+def main(argv=None):
+    args = get_args(argv)
+    nn.set_default_context(get_extension_context(args.context, device_id=args.device_id,
+                                                 type_config=args.type_config))
+    with open(args.vocab, encoding='utf-8') as f:
+        spec = json.load(f)
+    chars = spec['chars']
+    index = {ch: k for k, ch in enumerate(chars)}
+    unknown = sorted(set(args.prime) - set(chars))
+    if unknown:
+        raise SystemExit('--prime holds characters the model never saw: %r' % ''.join(unknown))
+
+    net = NnpLoader(args.nnp).get_network(spec['network'], batch_size=args.batch_size)
+    x, logits = net.inputs[spec['input']], net.outputs[spec['output']]
+    states = [(net.inputs[name], net.outputs[next_name]) for name, next_name in spec['state']]
+    step = F.sink(logits, *[v for _, v in states])  # computes every output in one forward
+    for v, _ in states:
+        v.d = 0.0
+
+    def feed(ids):
+        x.d = ids
+        step.forward()
+        new = [v.d.copy() for _, v in states]   # read all before writing any
+        for (v, _), d in zip(states, new):
+            v.d = d
+        return logits.d.copy()
+
+    rng = np.random.RandomState(args.seed)
+    for ch in args.prime[:-1]:
+        feed(np.full(args.batch_size, index[ch]))
+    ids = np.full(args.batch_size, index[args.prime[-1]])
+    out = [[] for _ in range(args.batch_size)]
+    for _ in range(args.length):
+        ids = next_ids(feed(ids), args.temperature, rng)
+        for row, k in zip(out, ids):
+            row.append(chars[k])
+    for k, row in enumerate(out):
+        if args.batch_size > 1:
+            print('----- sample %d (temperature %g) -----' % (k, args.temperature))
+        print(args.prime + ''.join(row))
+    return [args.prime + ''.join(row) for row in out]
+
+
+if __name__ == '__main__':
+    main()
