@@ -265,8 +265,10 @@ def check_onnx_graph(graph):
             raise ValueError(
                 "cannot export to ONNX: the output of %s reaches %s, but NNabla's converter "
                 "writes %s as an ONNX comparison, whose output is boolean, and adds no Cast, "
-                "so ONNX Runtime rejects the model. (Layers given `lengths` build their masks "
-                "this way: export them to .nnp only.)" % (source, describe(f), source))
+                "so ONNX Runtime rejects the model. (nnlstm's `go_backwards` with `lengths` "
+                "and `return_sequences` reverses each sequence's valid part this way, and with "
+                "a Gather: export it to .nnp only, or run the layer forward on reversed "
+                "inputs.)" % (source, describe(f), source))
 
 
 def check_variable_batch(nnp_path, network_name, inputs):

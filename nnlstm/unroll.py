@@ -53,18 +53,26 @@ def dropout_mask(shape, rate):
     return F.dropout(F.constant(1.0, shape), rate)
 
 
+def step_function(d):
+    """1 where the integer-valued ``d`` >= 1, else 0, as ``relu(d) - relu(d - 1)``: float
+    arithmetic, where a comparison would give ONNX converters a boolean they cannot use."""
+    return F.sub2(F.relu(d), F.relu(F.add_scalar(d, -1.0)))
+
+
 def length_masks(lengths, steps, units):
     """Per step, the (B, H) masks ``(m, 1 - m)``, m = 1 where step t < the sequence's
     length, made for all steps at once; blending ``m * new + (1 - m) * old`` keeps valid
-    steps exact."""
+    steps exact. ``lengths`` holds whole numbers."""
     batch = lengths.shape[0]
-    valid = F.greater(F.reshape(lengths, (batch, 1, 1)),
-                      F.reshape(F.arange(0, steps), (1, steps, 1)))
-    valid = F.broadcast(valid, (batch, steps, units))
-    both = [valid, F.r_sub_scalar(valid, 1.0)]
+    lengths = F.reshape(lengths, (batch, 1, 1))
+    t = F.reshape(F.arange(0, steps), (1, steps, 1))
+    masks = [step_function(F.sub2(lengths, t)),                           # t < length
+             step_function(F.sub2(F.add_scalar(t, 1.0), lengths))]        # t >= length
+    ones = F.constant(1.0, (1, 1, units))  # broadcasts with no batch-sized shape to export
+    masks = [F.mul2(m, ones) for m in masks]
     if steps == 1:
-        return [tuple(F.reshape(v, (batch, units)) for v in both)]
-    return list(zip(*[F.split(v, axis=1) for v in both]))
+        return [tuple(F.reshape(m, (batch, units)) for m in masks)]
+    return list(zip(*[F.split(m, axis=1) for m in masks]))
 
 
 def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, lengths=None,

@@ -352,40 +352,35 @@ def lengths_model(x, lengths, go_backwards=False):
                              go_backwards=go_backwards)}
 
 
-def test_lengths_to_onnx_fails_clearly_and_leaves_nothing(tmp_path):
+def test_go_backwards_sequence_with_lengths_to_onnx_fails_clearly_and_leaves_nothing(tmp_path):
+    """Reversing each sequence's valid part takes a comparison and a Gather, which NNabla's
+    ONNX converter cannot write."""
     x, lengths = nn.Variable((B0, T, D)), nn.Variable((B0,))
     with nn.no_grad():
-        outputs = lengths_model(x, lengths)
-    with pytest.raises(ValueError, match=r"cannot export to ONNX: the output of Greater "
-                                         r"reaches Mul[2N] .*`lengths`"):
+        outputs = lengths_model(x, lengths, go_backwards=True)
+    with pytest.raises(ValueError, match=r"cannot export to ONNX: the output of Less "
+                                         r"reaches .*`go_backwards` with `lengths`"):
         nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'lengths': lengths},
                               outputs, onnx=True)
     assert os.listdir(str(tmp_path)) == []
 
 
-@pytest.mark.parametrize('go_backwards', [
-    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
-        "nnlstm.unroll.length_masks builds the (B, 1) masks with F.greater, which NNabla's "
-        "converter writes as a boolean ONNX Greater feeding Mul with no Cast. Float masks, "
-        "relu(L - t) - relu(L - (t + 1)) from Sub2 of the (B, 1) lengths and (1, T) "
-        "aranges, export"))),
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "as above, and nnlstm.layers.reverse_valid uses F.gather (B, T, H) by a (B, T) "
-        "index, a function NNabla's ONNX converter lacks. A one-hot (B, T, T) matrix "
-        "relu(1 - |index - j|) and F.batch_matmul export"))),
-])
+@pytest.mark.parametrize('go_backwards', [False, True])
 def test_lengths_export_to_onnx(tmp_path, rng, go_backwards):
+    """Length masks are float arithmetic, so a layer given `lengths` (a named input)
+    exports; go_backwards too, as long as it returns no reversed sequence."""
     x, lengths = nn.Variable((B0, T, D)), nn.Variable((B0,))
     with nn.no_grad():
-        outputs = lengths_model(x, lengths, go_backwards)
+        outputs = {'y': nnlstm.LSTM(x, H, lengths=lengths, go_backwards=go_backwards)}
     randomize(rng)
     files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'lengths': lengths},
                                   outputs, onnx=True)
     feeds = {'x': rng.randn(B1, T, D).astype(np.float32),
              'lengths': np.array([T, 2, 0], np.float32)}
     with nn.no_grad():
-        want = lengths_model(nn.Variable.from_numpy_array(feeds['x']),
-                             nn.Variable.from_numpy_array(feeds['lengths']), go_backwards)
+        want = {'y': nnlstm.LSTM(nn.Variable.from_numpy_array(feeds['x']), H,
+                                 lengths=nn.Variable.from_numpy_array(feeds['lengths']),
+                                 go_backwards=go_backwards)}
     want['y'].forward()
     got = ort_outputs(files['onnx'], feeds, ['y'])
     assert max_differences({'y': want['y'].d}, got) < TOLERANCE
