@@ -185,17 +185,23 @@ def test_initial_state_inputs_export(tmp_path, rng):
     assert max_differences(want, ort_outputs(files['onnx'], feeds, list(want))) < TOLERANCE
 
 
+def export_random(tmp_path, rng, build, opset):
+    """``build(x)`` under nn.no_grad() for x (B0, T, D), random parameters, exported with
+    an ``.onnx`` of ``opset``; returns the files."""
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = build(x)
+    randomize(rng)
+    return nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
+                                 opset=opset)
+
+
 @pytest.mark.parametrize('opset', [7, 9, 10, 11])
 def test_other_opsets_run_in_onnxruntime(tmp_path, rng, opset):
     """Every layer in one network, at each other opset the converter writes."""
     def build(x):
         return {name: fn(x, True)['y'] for name, fn in LAYERS.items()}
-    with nn.no_grad():
-        x = nn.Variable((B0, T, D))
-        outputs = build(x)
-    randomize(rng)
-    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
-                                  opset=opset)
+    files = export_random(tmp_path, rng, build, opset)
     model = onnx.load(files['onnx'])
     assert [o.version for o in model.opset_import] == [opset]
     data = rng.randn(B1, T, D).astype(np.float32)
@@ -242,12 +248,7 @@ def test_batch_sized_scalar_constants_become_broadcasts(tmp_path, rng, opset):
     """The converter writes 1 - y as Sub(a (B, H) constant of ones, y)."""
     def build(x):
         return {'y': F.r_sub_scalar(nnlstm.LSTM(x, H), 1.0)}
-    with nn.no_grad():
-        x = nn.Variable((B0, T, D))
-        outputs = build(x)
-    randomize(rng)
-    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
-                                  opset=opset)
+    files = export_random(tmp_path, rng, build, opset)
     data = rng.randn(B1, T, D).astype(np.float32)
     got = ort_outputs(files['onnx'], {'x': data}, ['y'])
     assert max_differences(graph_outputs(build, data), got) < TOLERANCE
