@@ -11,8 +11,9 @@ so the peak RSS it reports (``resource.getrusage`` in the child) is that graph's
 mode is ``train`` (forward with ``clear_no_need_grad=True``, backward with
 ``clear_buffer=True``, an Adam update: what a user's training loop does) or ``infer`` (a
 graph built under ``nn.no_grad()``, forward with ``clear_buffer=True``; PyTorch under
-``torch.no_grad()``). Times are medians of ``--repeats`` steps after warm-up steps; the table
-divides them by F.lstm's time and by PyTorch's one-thread time of the same cell.
+``torch.no_grad()``). Times are medians of up to ``--repeats`` steps after ``--warmup`` steps
+(a measurement stops after 3 once ``--budget`` seconds are spent); the table divides them by
+F.lstm's time and by PyTorch's one-thread time of the same cell.
 
 The contenders (``--contenders``, comma separated):
 
@@ -31,9 +32,9 @@ CPython <= 3.10, the local torch wheel is for 3.11): ``--torch-python PATH``, or
 ``import torch``; without one they are skipped, saying why. Input data goes to the children
 as .npy files in a temporary folder.
 
-A second table gives the graph build time per step and the peak RSS of nnlstm's LSTM and of
-F.lstm for long sequences (``--build-steps``, default T = 100, 1000, 5000 at
-``--build-size`` B, D, H = 32, 1, 64).
+A second table gives the graph build time per step and the peak RSS (over one step) of
+nnlstm's LSTM and of F.lstm for long sequences (``--build-steps``, default T = 100, 1000, 5000
+at ``--build-size`` B, D, H = 32, 1, 64).
 
 Only nnlstm's public API is used, so this measures whatever nnlstm is installed.
 """
@@ -301,7 +302,8 @@ def make_torch_venv(a):
 
 def run_child(python, a, name, mode, data, threads=None, repeats=None, warmup=None):
     cmd = [python, os.path.abspath(__file__), '--child', name, '--mode', mode, '--data', data,
-           '--repeats', str(repeats or a.repeats), '--warmup', str(warmup or a.warmup),
+           '--repeats', str(a.repeats if repeats is None else repeats),
+           '--warmup', str(a.warmup if warmup is None else warmup),
            '--budget', str(a.budget), '--context', a.context]
     if threads:
         cmd += ['--threads', threads]
@@ -406,7 +408,8 @@ def main_table(rows, shape):
 
 
 def build_table(rows):
-    out = ['| graph | T | build ms/step | build s | step ms | peak RSS MB | RSS over import MB |',
+    out = ['| graph | T | build ms/step | build s | first step ms | peak RSS MB '
+           '| RSS over import MB |',
            '|---|---:|---:|---:|---:|---:|---:|']
     for r in rows:
         label = '%s %s' % (CONTENDERS[r['contender']][0],
@@ -449,10 +452,12 @@ def get_args(argv=None):
                    help="B,T,D,H shapes separated by ';' (default %s)" % SHAPES)
     p.add_argument('--contenders', default=','.join(CONTENDERS),
                    help='comma-separated, from: %s' % ', '.join(CONTENDERS))
-    p.add_argument('--repeats', type=int, default=7, help='timed steps per measurement')
-    p.add_argument('--warmup', type=int, default=2, help='untimed steps before them')
-    p.add_argument('--budget', type=float, default=15.0,
-                   help='seconds of timed steps after which a measurement stops (>= 3 steps)')
+    p.add_argument('--repeats', type=int, default=10,
+                   help='timed steps per measurement, at most (default 10)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed steps before them (1)')
+    p.add_argument('--budget', type=float, default=3.0,
+                   help='seconds of timed steps after which a measurement stops, once it has '
+                        '3 steps (default 3)')
     p.add_argument('--timeout', type=int, default=900, help='seconds per subprocess')
     p.add_argument('--jobs', '-j', type=int, default=1,
                    help='measurements run at once: only for smoke runs, as they disturb '
@@ -552,8 +557,9 @@ def main(argv=None):
         write_data(data, batch, steps, dim, units)
         for name in ('nnlstm-lstm', 'fused-lstm'):
             for mode in MODES:
+                # one step (the first, untimed by warm-up) is enough for the peak memory
                 tasks.append(('build', sys.executable, name, mode, data,
-                              (batch, steps, dim, units), None, min(a.repeats, 3), 1))
+                              (batch, steps, dim, units), None, 1, 0))
 
     def run(task):
         table, py, name, mode, data, shape, t, repeats, warmup = task
