@@ -1,0 +1,82 @@
+"""Smoke test of benchmarks/bench.py: every contender runs at tiny sizes and the tables have
+their rows (PyTorch's only where an interpreter with torch is found)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                     'benchmarks', 'bench.py')
+NNABLA_ROWS = ['nnlstm LSTM', 'nnlstm GRU', 'F.lstm (PF.lstm)', 'F.gru (PF.gru)',
+               'seed LSTM (naive)']
+TORCH_ROWS = ['torch nn.LSTM (1 thread)', 'torch nn.GRU (1 thread)']
+
+
+def bench(*args, timeout=300):
+    return subprocess.run([sys.executable, BENCH] + list(args), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def table(text, heading):
+    """The body rows of the Markdown table under ``heading``, as lists of cells."""
+    lines = [line for line in text.split(heading, 1)[1].split('\n\n###', 1)[0].splitlines()
+             if line.startswith('|')]
+    return [[c.strip() for c in line.strip('|').split('|')] for line in lines[2:]]
+
+
+def table_rows(text, heading):
+    """First cells of the Markdown table under ``heading``."""
+    return [cells[0] for cells in table(text, heading)]
+
+
+def test_quick_run_has_every_row(tmp_path):
+    out = tmp_path / 'bench.json'
+    p = bench('--quick', '--jobs', '2', '--json', str(out))
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    result = json.loads(out.read_text())
+    with_torch = result['environment']['torch_python'] is not None
+    if not with_torch:
+        assert 'PyTorch skipped: no Python that can `import torch`' in p.stdout
+
+    rows = table_rows(p.stdout, '### B=4 T=6 D=3 H=8')
+    assert rows == NNABLA_ROWS + (TORCH_ROWS if with_torch else [])
+    for cells in table(p.stdout, '### B=4 T=6 D=3 H=8'):
+        train, vs_fused, infer = float(cells[1]), float(cells[2]), float(cells[4])
+        assert train > 0 and infer > 0 and vs_fused > 0, cells
+    assert re.search(r'\| F\.lstm \(PF\.lstm\) \| [\d.]+ \| 1\.00 \|', p.stdout)
+
+    assert table_rows(p.stdout, '### Graph build time and peak memory') == [
+        'nnlstm LSTM training', 'nnlstm LSTM inference', 'F.lstm (PF.lstm) training',
+        'F.lstm (PF.lstm) inference']
+    for r in result['results'] + result['build']:
+        assert 'error' not in r, r
+        assert r['median_ms'] > 0 and r['peak_rss_mb'] > r['base_rss_mb'] > 0, r
+    assert len(result['results']) == 2 * (len(NNABLA_ROWS) + (2 if with_torch else 0))
+
+
+def test_torch_can_be_skipped():
+    p = bench('--quick', '--contenders', 'torch-lstm', '--torch-python', 'none',
+              '--build-steps', '')
+    assert p.returncode == 0, p.stderr
+    assert 'PyTorch skipped: --torch-python none' in p.stdout
+
+
+def test_unknown_contender_is_an_error():
+    p = bench('--contenders', 'nnlstm-lstm,keras')
+    assert p.returncode == 2
+    assert "unknown contender(s) ['keras']" in p.stderr
+
+
+def test_cudnn_without_extension_skips():
+    try:
+        import nnabla_ext.cudnn  # noqa: F401
+    except Exception:
+        pass
+    else:
+        pytest.skip("the CUDA extension is here: --context cudnn would run")
+    p = bench('--quick', '--context', 'cudnn')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith('skip: no cudnn context here')
