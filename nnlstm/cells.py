@@ -98,11 +98,14 @@ def parameter(name, shape, legend, init, fix_parameters):
     return get_parameter_or_create(name, shape, init, True, not fix_parameters)
 
 
-def blocks(z, count, units):
-    """Split a (B, count * H) affine output into ``count`` (B, H) gate blocks."""
+def blocks(z, count, units, view=True):
+    """Split a (B, count * H) affine output into ``count`` (B, H) gate blocks. ``view``
+    reshapes in place; a graph that keeps no buffers for a backward pass wants a copy, as
+    an in-place reshape keeps every step's (B, count * H) buffer alive through
+    ``forward(clear_buffer=True)``."""
     if count == 1:
         return [z]
-    return list(F.split(F.reshape(z, (z.shape[0], count, units)), axis=1))
+    return list(F.split(F.reshape(z, (z.shape[0], count, units), inplace=view), axis=1))
 
 
 def differentiable(*variables):
@@ -135,6 +138,7 @@ class Core:
                  bias_initializer=None, rng=None, fix_parameters=False, differentiable=True):
         self.input_size, self.units = input_size, units
         self.mul = product(differentiable)
+        self.view = differentiable  # see blocks()
         self.act = activation_fn(activation, 'activation')
         self.ract = activation_fn(recurrent_activation, 'recurrent_activation')
         self.use_bias = use_bias
@@ -205,7 +209,7 @@ class LSTMCore(Core):
         """One step: ``x`` (B, D), ``state`` an :class:`LSTMState`, ``h_mask`` an optional
         (B, H) recurrent-dropout mask. Returns ``(h_t, LSTMState(c_t, h_t))``."""
         z = F.affine(F.concatenate(x, self.masked(state.h, h_mask), axis=1), self.w, self.b)
-        a, i, f, o = blocks(z, 4, self.units)
+        a, i, f, o = blocks(z, 4, self.units, self.view)
         mul = self.mul
         c = F.add2(mul(self.ract(f), state.c), mul(self.ract(i), self.act(a)))
         h = mul(self.ract(o), self.act(c))
@@ -255,11 +259,11 @@ class GRUCore(Core):
         (B, H) recurrent-dropout mask. Returns ``(h_t, HiddenState(h_t))``."""
         h = state.h
         hm = self.masked(h, h_mask)
-        xz, xr, xn = blocks(F.affine(x, self.wx, self.bx), 3, self.units)
+        xz, xr, xn = blocks(F.affine(x, self.wx, self.bx), 3, self.units, self.view)
         if self.reset_after:
-            uz, ur, un = blocks(F.affine(hm, self.u, self.bu), 3, self.units)
+            uz, ur, un = blocks(F.affine(hm, self.u, self.bu), 3, self.units, self.view)
         else:
-            uz, ur = blocks(F.affine(hm, self.uzr), 2, self.units)
+            uz, ur = blocks(F.affine(hm, self.uzr), 2, self.units, self.view)
         z = self.ract(F.add2(xz, uz))
         r = self.ract(F.add2(xr, ur))
         if self.reset_after:
