@@ -226,7 +226,10 @@ def keep_history(monitor_path, files, upto):
 
 def main(argv=None):
     args = get_args(argv)
-    nn.set_default_context(nnlstm.context(args.context, args.device_id, args.type_config))
+    try:
+        nn.set_default_context(nnlstm.context(args.context, args.device_id, args.type_config))
+    except ImportError as e:  # cudnn without nnabla-ext-cuda120: say what to install
+        raise SystemExit('%s: %s' % (__file__, e))
     os.makedirs(args.model_save_path, exist_ok=True)
     os.makedirs(args.monitor_path, exist_ok=True)
     folder = os.path.join(args.model_save_path, 'checkpoint')

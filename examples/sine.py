@@ -121,7 +121,10 @@ def plot(path, history, truth, pred, mse):
 
 def main():
     args = get_args()
-    nn.set_default_context(nnlstm.context(args.context, args.device_id, args.type_config))
+    try:
+        nn.set_default_context(nnlstm.context(args.context, args.device_id, args.type_config))
+    except ImportError as e:  # cudnn without nnabla-ext-cuda120: say what to install
+        raise SystemExit('%s: %s' % (__file__, e))
     os.makedirs(args.model_save_path, exist_ok=True)
     rng = np.random.RandomState(args.seed)
     nn.random.seed(args.seed)

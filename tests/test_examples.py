@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,3 +38,14 @@ def test_sine_example_trains_exports_reloads_and_plots(tmp_path):
     if onnx:
         diff = float(log.split('from the NNabla graph')[1].split()[0])
         assert diff < 1e-5, log
+
+
+@pytest.mark.skipif(importlib.util.find_spec('nnabla_ext.cudnn') is not None,
+                    reason='NNabla CUDA extension installed here')
+@pytest.mark.parametrize('script', ['sine.py', 'char_lm.py'])
+def test_cudnn_context_without_the_extension_says_what_to_install(tmp_path, script):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'examples', script), '-c', 'cudnn',
+                          '-i', '1', '-o', str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    assert "pip install 'nnlstm[cuda]'" in out.stderr and 'Traceback' not in out.stderr
