@@ -12,6 +12,7 @@ network of a trained layer, for streaming inference.
 import contextlib
 import io
 import os
+import sys
 import tempfile
 import types
 import zipfile
@@ -27,6 +28,7 @@ from nnabla.utils.save import create_proto
 
 from . import _checks
 from .cells import GRUCell, LSTMCell, SimpleRNNCell
+from .unroll import ensure_stack
 
 #: Functions that only make sense while training; an inference file must not hold them.
 TRAINING_ONLY = ('Dropout',)
@@ -423,6 +425,21 @@ def _quietly(fn, *args):
         return fn(*args)
 
 
+@contextlib.contextmanager
+def deep_recursion(functions):
+    """Room for NNabla's converter, which walks the network recursively in Python: its
+    default recursion limit (1000) stops it near 70 unrolled LSTM steps. The limit is
+    raised to a few frames per function, and the main thread's stack with it."""
+    depth = 1000 + 8 * functions
+    ensure_stack(depth // 4)  # its per-step estimate covers more than 4 Python frames
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, depth))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def write_onnx(converter, nnp_path, onnx_path, opset):
     """Convert the ``.nnp`` at ``nnp_path`` to ONNX ``opset`` with NNabla's converter, make
     its batch dimension symbolic, check and write it."""
@@ -542,10 +559,11 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
     with staged(list(files.values())) as tmps:
         write_nnp(tmps[path], contents)
         check_variable_batch(tmps[path], network_name, inputs)
-        if onnx:
-            write_onnx(converter, tmps[path], tmps[files['onnx']], opset)
-        if nnb:
-            write_nnb(converter, tmps[path], tmps[files['nnb']], nnb_batch_size)
+        with deep_recursion(len(graph.functions)):
+            if onnx:
+                write_onnx(converter, tmps[path], tmps[files['onnx']], opset)
+            if nnb:
+                write_nnb(converter, tmps[path], tmps[files['nnb']], nnb_batch_size)
     return files
 
 

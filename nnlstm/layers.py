@@ -11,7 +11,7 @@ import nnabla.parameter
 
 from . import _checks, gates
 from .cells import GRUCore, LSTMCore, LSTMState, SimpleRNNCore, differentiable
-from .unroll import unroll
+from .unroll import stack_time, unroll
 
 
 @contextlib.contextmanager
@@ -153,7 +153,7 @@ def run(core_type, inputs, units, initial_state=None, name='rnn', reverse=False,
 
 
 def stack(outputs, time_major):
-    return F.stack(*outputs, axis=0 if time_major else 1)
+    return stack_time(outputs, 0 if time_major else 1)
 
 
 def reverse_valid(sequence, lengths):

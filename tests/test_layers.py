@@ -10,6 +10,7 @@ import pytest
 
 import nnlstm
 from nnlstm.export import functions_of
+from nnlstm.unroll import CHUNK
 import reference
 
 B, T, D, H = 4, 6, 3, 5
@@ -478,3 +479,39 @@ def test_fused_path_is_taken_only_when_asked_or_under_cudnn(rng):
         nnlstm.GRU(x, H, fused=True)
     with pytest.raises(TypeError, match=r"`fused` must be None, True or False; received 'yes'"):
         nnlstm.LSTM(x, H, fused='yes')
+
+
+@pytest.mark.parametrize('case,go_backwards,time_major',
+                         [('lstm', False, False), ('lstm', True, False), ('gru', False, True),
+                          ('rnn', True, True)])
+def test_sequences_longer_than_a_chunk_match_their_equations(rng, case, go_backwards,
+                                                             time_major):
+    """Past CHUNK steps the time axis is split and the sequence stacked in chunks."""
+    steps = 2 * CHUNK + 3
+    x = rng.randn(2, steps, D)
+    xv = var(x.transpose(1, 0, 2) if time_major else x)
+    out = build(case, xv, return_sequences=True, return_state=True, go_backwards=go_backwards,
+                time_major=time_major)
+    randomize(rng, 'layer')
+    got = forward(*out)
+    ys, states = equations(case, 'layer', x, None, reverse=go_backwards)
+    ys = ys[:, ::-1] if go_backwards else ys
+    np.testing.assert_allclose(got[0].transpose(1, 0, 2) if time_major else got[0], ys,
+                               atol=1e-5)
+    for g, w in zip(got[1:], states):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_lengths_past_a_chunk(rng):
+    steps = CHUNK + 10
+    lengths = np.array([steps, CHUNK + 2, 3])
+    x = rng.randn(3, steps, D)
+    y, c, h = build('lstm', var(x), return_sequences=True, return_state=True, lengths=lengths)
+    randomize(rng, 'layer')
+    got = forward(y, c, h)
+    for b, n in enumerate(lengths):
+        ys, (cb, hb) = equations('lstm', 'layer', x[b:b + 1, :n], None)
+        np.testing.assert_allclose(got[0][b, :n], ys[0], atol=1e-5)
+        assert np.all(got[0][b, n:] == 0)
+        np.testing.assert_allclose(got[1][b], cb[0], atol=1e-5)
+        np.testing.assert_allclose(got[2][b], hb[0], atol=1e-5)

@@ -19,6 +19,7 @@ from nnabla.utils.nnp_graph import NnpLoader
 import pytest
 
 import nnlstm
+from nnlstm.unroll import CHUNK
 
 
 def need(module):
@@ -385,3 +386,18 @@ def test_lengths_export_to_onnx(tmp_path, rng, go_backwards):
     want['y'].forward()
     got = ort_outputs(files['onnx'], feeds, ['y'])
     assert max_differences({'y': want['y'].d}, got) < TOLERANCE
+
+
+def test_sequences_longer_than_a_chunk_export(tmp_path, rng):
+    """Past nnlstm.unroll.CHUNK steps the time axis is cut by slices of the trailing axes and
+    the sequence is stacked in chunks: both keep the batch variable and convert."""
+    steps = 2 * CHUNK + 3
+    with nn.no_grad():
+        x = nn.Variable((B0, steps, D))
+        outputs = LAYERS['LSTM'](x, True)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    data = rng.randn(B1, steps, D).astype(np.float32)
+    want = graph_outputs(lambda v: LAYERS['LSTM'](v, True), data)
+    assert max_differences(want, loader_outputs(files['nnp'], {'x': data})) < TOLERANCE
+    assert max_differences(want, ort_outputs(files['onnx'], {'x': data}, list(want))) < TOLERANCE
