@@ -1,9 +1,14 @@
 """Independent oracles written from the equations, in float64 NumPy, and the seed's own
-LSTM code (the blog post's concatenate + affine + four slices), kept as it was written."""
+LSTM code (the blog post's concatenate + affine + four slices), kept as it was written in
+benchmarks/seed.py, whose baseline it also is."""
+import os
+import sys
+
 import numpy as np
-import nnabla as nn
-import nnabla.functions as F
-import nnabla.parametric_functions as PF
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'benchmarks'))
+from seed import seed_lstm, seed_lstm_cell  # noqa: E402,F401  (the seed, for the tests)
 
 ACT = {'tanh': np.tanh, 'sigmoid': lambda v: 1 / (1 + np.exp(-v)),
        'relu': lambda v: np.maximum(v, 0), 'linear': lambda v: v}
@@ -42,37 +47,6 @@ def assert_gradients(analytic, inputs, objective, eps=1e-6):
             numeric[i] = (objective(up) - objective(down)) / (2 * eps)
         np.testing.assert_allclose(analytic[key], numeric, rtol=1e-4, atol=1e-5,
                                    err_msg='gradient of ' + key)
-
-
-def seed_lstm_cell(x, c, h):
-    """The seed's cell, verbatim in spirit: parameters WaWiWfWo in the caller's scope."""
-    units = c.shape[1]
-    z = PF.affine(F.concatenate(x, h, axis=1), 4 * units, name='WaWiWfWo')
-    a = F.tanh(z[:, units * 0:units * 1])
-    i = F.sigmoid(z[:, units * 1:units * 2])
-    f = F.sigmoid(z[:, units * 2:units * 3])
-    o = F.sigmoid(z[:, units * 3:units * 4])
-    c = a * i + f * c
-    h = o * F.tanh(c)
-    return c, h
-
-
-def seed_lstm(inputs, units, initial_state=None, return_sequences=False, return_state=False,
-              name='lstm'):
-    batch = inputs.shape[0]
-    if initial_state is None:
-        c0 = nn.Variable.from_numpy_array(np.zeros((batch, units), np.float32))
-        h0 = nn.Variable.from_numpy_array(np.zeros((batch, units), np.float32))
-    else:
-        c0, h0 = initial_state
-    c, h = c0, h0
-    hs = []
-    with nn.parameter_scope(name):
-        for x in F.split(inputs, axis=1):
-            c, h = seed_lstm_cell(x, c, h)
-            hs.append(h)
-    y = F.stack(*hs, axis=1) if return_sequences else hs[-1]
-    return (y, c, h) if return_state else y
 
 
 def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='tanh',
