@@ -38,5 +38,5 @@ from .unroll import unroll
 __version__ = '0.1.0'
 __all__ = ['Bidirectional', 'CONTEXTS', 'Carry', 'GRU', 'GRUCell', 'HiddenState', 'LSTM',
            'LSTMCell', 'LSTMState', 'ONNX_OPSETS', 'SimpleRNN', 'SimpleRNNCell', 'Stacked',
-           'context', 'export_network', 'export_step', 'interop', 'save_nnp',
+           'clip_grad_by_global_norm', 'context', 'export_network', 'export_step', 'interop', 'save_nnp',
            'save_parameters', 'step_network', 'unroll']

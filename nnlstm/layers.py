@@ -116,21 +116,12 @@ def _lengths(lengths, batch, steps):
     return nn.Variable.from_numpy_array(values.astype(np.float32))
 
 
-def run(core_type, inputs, units, initial_state=None, name='rnn', reverse=False,
-        time_major=False, lengths=None, dropout=0.0, recurrent_dropout=0.0, training=None,
-        stateful=None, **cell_options):
-    """Check the arguments, build the core in scope ``name`` and unroll it.
-
-    Returns ``(outputs, final_state)`` as :func:`nnlstm.unroll.unroll`: outputs aligned
-    with the input steps whatever the direction. ``training`` None means "unless built under
-    ``nn.no_grad()``"; dropout is only built while training.
-    """
+def prepare(core_type, inputs, units, initial_state, name, time_major=False, lengths=None,
+            stateful=None, **cell_options):
+    """What every path of a layer shares: check the arguments and build the core in scope
+    ``name``. Returns ``(core, initial state or None, lengths as a Variable or None)``."""
     batch, steps, dim = _checks.sequence(inputs, 'inputs', time_major)
     units = _checks.positive_int(units, 'units')
-    dropout = _checks.probability(dropout, 'dropout')
-    recurrent_dropout = _checks.probability(recurrent_dropout, 'recurrent_dropout')
-    if training is None:
-        training = not nnabla.parameter.current_no_grad
     lengths = _lengths(lengths, batch, steps)
     if stateful is not None:
         if not isinstance(stateful, Carry):
@@ -144,12 +135,31 @@ def run(core_type, inputs, units, initial_state=None, name='rnn', reverse=False,
     with scope(name):
         core = core_type(dim, units, differentiable=differentiable(inputs, *(state or ())),
                          **cell_options)
+    return core, state, lengths
+
+
+def run(core_type, inputs, units, initial_state=None, name='rnn', reverse=False,
+        time_major=False, lengths=None, dropout=0.0, recurrent_dropout=0.0, training=None,
+        stateful=None, **cell_options):
+    """Check the arguments, build the core in scope ``name`` and unroll it.
+
+    Returns ``(outputs, final_state, lengths)``: outputs and final state as
+    :func:`nnlstm.unroll.unroll` (outputs aligned with the input steps whatever the
+    direction), ``lengths`` as a Variable or None. ``training`` None means "unless built
+    under ``nn.no_grad()``"; dropout is only built while training.
+    """
+    core, state, lengths = prepare(core_type, inputs, units, initial_state, name, time_major,
+                                   lengths, stateful, **cell_options)
+    dropout = _checks.probability(dropout, 'dropout')
+    recurrent_dropout = _checks.probability(recurrent_dropout, 'recurrent_dropout')
+    if training is None:
+        training = not nnabla.parameter.current_no_grad
     outputs, final = unroll(core, inputs, state, reverse, time_major, lengths,
                             dropout if training else 0.0,
                             recurrent_dropout if training else 0.0)
     if stateful is not None:
         stateful.track(final)
-    return outputs, final
+    return outputs, final, lengths
 
 
 def stack(outputs, time_major):
@@ -184,19 +194,14 @@ def fusion_blockers(core_type, go_backwards, time_major, lengths, dropout=0.0,
 
 
 def fused_lstm(inputs, units, initial_state, name, stateful=None, training=None,
-               use_bias=True, fix_parameters=False, **cell_options):
+               dropout=0.0, recurrent_dropout=0.0, **cell_options):
     """The LSTM layer as one NNabla ``F.lstm`` (cuDNN's on a GPU) reading nnlstm's own
-    parameters, the gate blocks reordered in the graph. Returns ``(y_seq (B, T, H),
-    LSTMState)``."""
-    batch, steps, dim = _checks.sequence(inputs, 'inputs')
-    units = _checks.positive_int(units, 'units')
-    if stateful is not None:
-        state = stateful.initial(LSTMState, batch, units)
-    else:
-        state = _initial_state(LSTMCore, initial_state, batch, units)
-    with scope(name):
-        core = LSTMCore(dim, units, use_bias=use_bias, fix_parameters=fix_parameters,
-                        **cell_options)
+    parameters, the gate blocks reordered in the graph. Only called when
+    :func:`fusion_blockers` finds nothing, so ``dropout`` and ``recurrent_dropout`` are 0.
+    Returns ``(y_seq (B, T, H), LSTMState)``."""
+    core, state, _ = prepare(LSTMCore, inputs, units, initial_state, name, stateful=stateful,
+                             **cell_options)
+    batch, dim, units = inputs.shape[0], core.input_size, core.units
 
     def to_fused(v, axis):  # gate blocks from nnlstm's order to F.lstm's, along ``axis``
         blocks = F.split(v, axis=axis)
@@ -246,8 +251,8 @@ def _layer(core_type, inputs, units, initial_state, return_sequences, return_sta
         sequence, final = fused_lstm(inputs, units, initial_state, name, **options)
         y = sequence if return_sequences else final.h
         return (y,) + tuple(final) if return_state else y
-    outputs, final = run(core_type, inputs, units, initial_state, name, go_backwards,
-                         time_major, lengths, **options)
+    outputs, final, lengths = run(core_type, inputs, units, initial_state, name, go_backwards,
+                                  time_major, lengths, **options)
     y = final.h  # every cell outputs its hidden state; with lengths, at each own end
     if return_sequences:
         if not go_backwards:
@@ -258,7 +263,7 @@ def _layer(core_type, inputs, units, initial_state, return_sequences, return_sta
             raise ValueError("`go_backwards` with `lengths` and `return_sequences` needs "
                              "batch-major inputs (time_major=False)")
         else:
-            y = reverse_valid(stack(outputs, False), _lengths(lengths, *inputs.shape[:2]))
+            y = reverse_valid(stack(outputs, False), lengths)
     return (y,) + tuple(final) if return_state else y
 
 
@@ -422,8 +427,9 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
     ys, finals = [], []
     with scope(name):
         for direction, state in zip(('forward', 'backward'), states):
-            outputs, final = run(core_type, inputs, units, state, direction,
-                                 direction == 'backward', time_major, lengths, **layer_kwargs)
+            outputs, final, _ = run(core_type, inputs, units, state, direction,
+                                    direction == 'backward', time_major, lengths,
+                                    **layer_kwargs)
             ys.append(stack(outputs, time_major) if return_sequences else final.h)
             finals.extend(final)
     y = tuple(ys) if merge_mode is None else (MERGES[merge_mode](*ys),)

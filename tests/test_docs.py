@@ -2,7 +2,6 @@
 parameter shape a core's docstring states against the parameters the core creates."""
 import re
 
-import numpy as np
 import nnabla as nn
 import pytest
 

@@ -479,6 +479,11 @@ def test_fused_path_is_taken_only_when_asked_or_under_cudnn(rng):
         nnlstm.GRU(x, H, fused=True)
     with pytest.raises(TypeError, match=r"`fused` must be None, True or False; received 'yes'"):
         nnlstm.LSTM(x, H, fused='yes')
+    with pytest.raises(TypeError, match=r"`stateful` must be an nnlstm.Carry; received bool"):
+        nnlstm.LSTM(x, H, fused=True, stateful=True)
+    # options at their defaults do not prevent fusing, nor reach the cell
+    y = nnlstm.LSTM(x, H, fused=True, dropout=0.0, recurrent_dropout=0.0, training=True)
+    assert 'LSTM' in functions_of([y])
 
 
 @pytest.mark.parametrize('case,go_backwards,time_major',
