@@ -36,7 +36,8 @@ from .training import clip_grad_by_global_norm
 from .unroll import unroll
 
 __version__ = '0.1.0'
-__all__ = ['Bidirectional', 'CONTEXTS', 'Carry', 'GRU', 'GRUCell', 'HiddenState', 'LSTM',
-           'LSTMCell', 'LSTMState', 'ONNX_OPSETS', 'SimpleRNN', 'SimpleRNNCell', 'Stacked',
-           'clip_grad_by_global_norm', 'context', 'export_network', 'export_step', 'interop', 'save_nnp',
-           'save_parameters', 'step_network', 'unroll']
+__all__ = ['Bidirectional', 'Carry', 'clip_grad_by_global_norm', 'context', 'CONTEXTS',
+           'export_network', 'export_step', 'GRU', 'GRUCell', 'HiddenState', 'interop',
+           'LSTM', 'LSTMCell', 'LSTMState', 'ONNX_OPSETS', 'save_nnp',
+           'save_parameters', 'SimpleRNN', 'SimpleRNNCell', 'Stacked', 'step_network',
+           'unroll']
