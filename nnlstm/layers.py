@@ -11,6 +11,7 @@ import nnabla.parameter
 
 from . import _checks, gates
 from .cells import GRUCore, LSTMCore, LSTMState, SimpleRNNCore, differentiable
+from .kinds import KINDS
 from .unroll import stack_time, unroll
 
 
@@ -368,6 +369,8 @@ for _layer_fn in (LSTM, GRU, SimpleRNN):
 
 #: The core each public layer unrolls, for the wrappers.
 CORES = {LSTM: LSTMCore, GRU: GRUCore, SimpleRNN: SimpleRNNCore}
+for _layer_fn in (LSTM, GRU, SimpleRNN):
+    _layer_fn.cell_kind = next(k for k in KINDS.values() if k.layer_name == _layer_fn.__name__)
 
 MERGES = {
     'concat': lambda a, b: F.concatenate(a, b, axis=a.ndim - 1),
