@@ -31,7 +31,7 @@ LAYERS = {'lstm': nnlstm.LSTM, 'gru': nnlstm.GRU, 'rnn': nnlstm.SimpleRNN}
 KERAS_CELLS = {'LSTM': 'lstm', 'GRU': 'gru', 'SimpleRNN': 'rnn'}
 
 
-def load(case):
+def load_case(case):
     data = np.load(DATA / (case + '.npz'))
     arrays = {k: data[k] for k in data.files}
     return json.loads(str(arrays.pop('meta'))), arrays
@@ -50,9 +50,89 @@ def keras_states(cell, state):
     return list(state[::-1]) if cell == 'lstm' else list(state)
 
 
+def keras_config(meta, cell, **changes):
+    """The ``get_config()`` Keras 3.12 gives the case's layer (every key it writes)."""
+    def serialized(class_name, config, module='keras.initializers'):
+        return {'module': module, 'class_name': class_name, 'config': config,
+                'registered_name': None}
+
+    config = dict(
+        name=meta['layer'].lower(), trainable=True,
+        dtype=serialized('DTypePolicy', {'name': 'float32'}, 'keras'),
+        return_sequences=meta.get('return_sequences', False),
+        return_state=meta.get('return_state', False),
+        go_backwards=meta.get('go_backwards', False), stateful=False, unroll=False,
+        zero_output_for_mask=False, units=meta['H'], activation=meta.get('activation', 'tanh'),
+        recurrent_activation='sigmoid', use_bias=meta.get('use_bias', True),
+        kernel_initializer=serialized('GlorotUniform', {'seed': None}),
+        recurrent_initializer=serialized('Orthogonal', {'seed': None, 'gain': 1.0}),
+        bias_initializer=serialized('Zeros', {}), unit_forget_bias=True,
+        kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+        activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+        bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+        reset_after=meta.get('reset_after', True))
+    if cell != 'lstm':
+        del config['unit_forget_bias']
+    if cell != 'gru':
+        del config['reset_after']
+    if cell == 'rnn':
+        del config['recurrent_activation']
+    config.update(changes)
+    if meta['bidirectional']:
+        def inner(prefix, **more):
+            return dict(serialized(meta['layer'], dict(config, name=prefix + config['name'],
+                                                       **more), 'keras.layers'),
+                        build_config={'input_shape': [None, meta['T'], meta['D']]})
+        return dict(name='bidirectional', trainable=True, dtype=config['dtype'],
+                    merge_mode=meta['bidirectional'], layer=inner('forward_'),
+                    backward_layer=inner('backward_', go_backwards=True))
+    return config
+
+
+class FakeKerasLayer:
+    """What nnlstm.interop reads of a Keras layer: get_weights() and get_config(); its class
+    name is the Keras class's."""
+
+    def __init__(self, weights, config):
+        self._weights, self._config = weights, config
+
+    def get_weights(self):
+        return list(self._weights)
+
+    def get_config(self):
+        return dict(self._config)
+
+
+def fake_layer(meta, weights, cell):
+    cls = type('Bidirectional' if meta['bidirectional'] else meta['layer'], (FakeKerasLayer,),
+               {})
+    return cls(weights, keras_config(meta, cell))
+
+
+def load_arrays(weights, meta, cell, name, config):
+    if meta['bidirectional']:
+        half = len(weights) // 2
+        interop.load_keras(weights[:half], name + '/forward', cell, **config)
+        interop.load_keras(weights[half:], name + '/backward', cell, **config)
+    else:
+        interop.load_keras(weights, name, cell, **config)
+
+
+def load_layer(weights, meta, cell, name, config):
+    interop.load_keras(fake_layer(meta, weights, cell), name, cell=cell)
+
+
+def load_config(weights, meta, cell, name, config):
+    interop.load_keras(weights, name, cell=cell, **keras_config(meta, cell))
+
+
 @pytest.mark.parametrize('case', KERAS)
-def test_keras(case):
-    meta, a = load(case)
+@pytest.mark.parametrize('load', [load_arrays, load_layer, load_config],
+                         ids=['get_weights', 'layer', 'get_config'])
+def test_keras(case, load):
+    """Each Keras case, its weights loaded as arrays with the options that change them, as
+    the Keras layer itself, or as arrays with ``**layer.get_config()``."""
+    meta, a = load_case(case)
     cell = KERAS_CELLS[meta['layer']]
     config = {'use_bias': meta.get('use_bias', True)}
     if cell == 'gru':
@@ -64,9 +144,7 @@ def test_keras(case):
     x = var(a['x'])
     units = meta['H']
     if meta['bidirectional']:
-        half = len(weights) // 2
-        interop.load_keras(weights[:half], 'bi/forward', cell, **config)
-        interop.load_keras(weights[half:], 'bi/backward', cell, **config)
+        load(weights, meta, cell, 'bi', config)
         out = nnlstm.Bidirectional(LAYERS[cell], x, units, merge_mode=meta['bidirectional'],
                                    name='bi', **flags, **options)
         fields = 2 if cell == 'lstm' else 1
@@ -74,7 +152,7 @@ def test_keras(case):
             out = [out[0]] + keras_states(cell, out[1:1 + fields]) + keras_states(
                 cell, out[1 + fields:])
     else:
-        interop.load_keras(weights, 'k', cell, **config)
+        load(weights, meta, cell, 'k', config)
         state = None
         if meta['init_state']:  # Keras: [h, c]; nnlstm: (c0, h0)
             state = (var(a['s1']), var(a['s0'])) if cell == 'lstm' else var(a['s0'])
@@ -138,7 +216,7 @@ def build_torch(meta, a):
 
 @pytest.mark.parametrize('case', TORCH)
 def test_torch(case):
-    meta, a = load(case)
+    meta, a = load_case(case)
     cell = meta['kind']
     y, finals, x = build_torch(meta, a)
     loss = F.sum(F.mul2(y, var(a['g'])))

@@ -486,6 +486,97 @@ ERRORS = [
 ]
 
 
+class GRU:
+    """A stand-in Keras GRU layer: get_weights() and get_config(), its class named GRU."""
+
+    def __init__(self, weights, **config):
+        self.weights, self.config = weights, config
+
+    def get_weights(self):
+        return self.weights
+
+    def get_config(self):
+        return dict(self.config)
+
+
+class Bidirectional(GRU):
+    pass
+
+
+def serialized_gru(**config):
+    return {'module': 'keras.layers', 'class_name': 'GRU', 'registered_name': None,
+            'config': dict(dict(name='gru', units=H, activation='tanh', use_bias=True), **config)}
+
+
+KERAS_CONFIG_ERRORS = [
+    (lambda: interop.load_keras(keras_weights(), 'l', use_bais=True), TypeError,
+     r"unexpected `cell_config` use_bais for cell 'lstm'; accepted: use_bias, units, "
+     r"activation, recurrent_activation, name, .*; did you mean 'use_bias'\?"),
+    (lambda: interop.load_keras(keras_weights(1), 'l', 'rnn', recurrent_activation='sigmoid'),
+     TypeError, r"unexpected `cell_config` recurrent_activation for cell 'rnn'"),
+    (lambda: interop.load_keras(keras_weights(3, (2, 3 * H)), 'l', 'gru',
+                                unit_forget_bias=True), TypeError,
+     r"unexpected `cell_config` unit_forget_bias for cell 'gru'"),
+    (lambda: interop.load_keras(keras_weights(), 'l', activation='selu'), ValueError,
+     r"`activation` of the Keras layer is 'selu'; nnlstm builds 'tanh', 'sigmoid', 'relu', "
+     r"'linear'"),
+    (lambda: interop.load_keras(keras_weights(), 'l', recurrent_activation='hard_sigmoid'),
+     ValueError, r"`recurrent_activation` of the Keras layer is 'hard_sigmoid'"),
+    (lambda: interop.load_keras(keras_weights(), 'l', units=8), ValueError,
+     r"`units` is 8, but `weights` holds the weights of a layer of H = 4 units"),
+    (lambda: interop.load_keras(keras_weights(), 'l', units='4'), TypeError,
+     r"`units` must be a positive int; received '4'"),
+    (lambda: interop.load_keras(GRU(keras_weights(3, (2, 3 * H)), units=H), 'l'), ValueError,
+     r"`weights` is a Keras GRU layer, but `cell` is 'lstm'; pass cell='gru'"),
+    (lambda: interop.load_keras(GRU(keras_weights(3, (2, 3 * H)), units=H), 'l', 'gru',
+                                units=5), ValueError,
+     r"`units=5` given, but the Keras layer's config has 4"),
+    (lambda: interop.load_keras(keras_weights(), 'l', layer='lstm'), TypeError,
+     r"`layer` picks a layer of a .weights.h5 file; `weights` is list"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru(),
+        backward_layer=serialized_gru(activation='relu', go_backwards=True)), 'b', 'gru'),
+     ValueError, r"nnlstm.Bidirectional builds both directions with the same options; the "
+     r"Keras layer's `activation` is 'tanh' forward, 'relu' backward"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru(), merge_mode='max'), 'b',
+        'gru'), ValueError,
+     r"`merge_mode` of the Keras Bidirectional layer is 'max'; nnlstm.Bidirectional merges "
+     r"with 'concat', 'sum', 'mul', 'ave' or None"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru(), wrapped=True), 'b', 'gru'),
+     TypeError, r"unexpected Bidirectional config key wrapped for cell 'gru'"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru()), 'b'), ValueError,
+     r"the Bidirectional's `layer` is a Keras GRU layer, but `cell` is 'lstm'"),
+    (lambda: interop.load_keras(keras_weights(3, (2, 3 * H)) * 2, 'b', 'gru',
+                                layer={'class_name': 'GRU'}), TypeError,
+     r"`layer` must be a serialized Keras layer"),
+]
+
+
+@pytest.mark.parametrize('call,error,match', KERAS_CONFIG_ERRORS)
+def test_keras_config_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_keras_config_keys_that_do_not_change_the_weights_are_accepted(rng):
+    """Keras 2's `implementation` and `time_major`, initializers, call options: ignored;
+    the layer's `name` goes into the config, not into nnlstm's scope name."""
+    weights = [rng.randn(D, 3 * H), rng.randn(H, 3 * H), rng.randn(2, 3 * H)]
+    interop.load_keras(weights, 'g', 'gru', name='keras_gru', implementation=2,
+                       time_major=False, go_backwards=True, return_sequences=True,
+                       kernel_initializer={'class_name': 'GlorotUniform', 'config': {}},
+                       units=H, activation='tanh', recurrent_activation='sigmoid',
+                       use_cudnn='auto', dropout=0.5)
+    assert_same(scope_params('g'), interop.from_keras(weights, 'gru'))
+    layer = GRU(weights, name='dec', units=H, reset_after=True, use_bias=True)
+    interop.load_keras(layer, 'h', 'gru')
+    assert_same(scope_params('h'), scope_params('g'))
+    assert len(interop.save_keras('h', 'gru', **layer.get_config())) == 3
+
+
 @pytest.mark.parametrize('call,error,match', ERRORS)
 def test_errors_name_the_argument_and_the_expected_and_received(call, error, match, rng):
     with pytest.raises(error, match=match):

@@ -38,7 +38,8 @@ Example:
     >>> sd = nnlstm.interop.save_torch('enc')   # torch_lstm.load_state_dict(
     ...                                         #     {k: torch.from_numpy(v) ...})
 """
-from nnlstm.interop.keras_io import from_keras, load_keras, save_keras, to_keras
+from nnlstm.interop.keras_io import (from_keras, load_keras, load_keras_dense, save_keras,
+                                     to_keras)
 from nnlstm.interop.nnabla_io import from_nnabla, load_nnabla, save_nnabla, to_nnabla
 from nnlstm.interop.store import PARAMETERS, condition, gate_count, shapes
 from nnlstm.interop.torch_io import (from_torch, load_torch, load_torch_linear, save_torch,
@@ -60,6 +61,6 @@ def _table():
 if __doc__:  # None under python -OO
     __doc__ = __doc__ % {'table': _table()}
 
-__all__ = ['from_keras', 'from_nnabla', 'from_torch', 'load_keras', 'load_nnabla',
-           'load_torch', 'load_torch_linear', 'save_keras', 'save_nnabla', 'save_torch',
-           'to_keras', 'to_nnabla', 'to_torch']
+__all__ = ['from_keras', 'from_nnabla', 'from_torch', 'load_keras', 'load_keras_dense',
+           'load_nnabla', 'load_torch', 'load_torch_linear', 'save_keras', 'save_nnabla',
+           'save_torch', 'to_keras', 'to_nnabla', 'to_torch']

@@ -6,27 +6,102 @@ blocks. Keras keeps the gate blocks along the columns of ``kernel`` (D, GH) and
 ``recurrent_kernel`` (H, GH) in the order of ``nnlstm.gates.ORDERS[cell]['keras']`` (LSTM
 i, f, c, o; GRU z, r, h); a GRU with ``reset_after=True`` stacks its two biases as one
 (2, 3H) array, input bias first.
+
+A Keras layer's config (``layer.get_config()``, passed as ``**config``, or the layer itself)
+is read as follows:
+
+* ``use_bias`` and, for a GRU, ``reset_after`` change which weights there are: they are used.
+* ``units`` is checked against the weights' H; ``activation`` and ``recurrent_activation``
+  must be ones nnlstm builds (:data:`nnlstm.cells.ACTIVATIONS`): build the nnlstm layer with
+  the same.
+* %(ignored)s: ignored, since they do not change what the weights mean. They are options
+  of training (initializers, ``unit_forget_bias``, regularizers, constraints, dropout, seed),
+  of the Keras implementation (``implementation``, ``use_cudnn``, ``unroll``), or of the
+  layer call (``return_sequences``, ``return_state``, ``go_backwards``, ``stateful``,
+  ``time_major``, ``zero_output_for_mask``): nnlstm's layer functions take those when the
+  layer is built (``nnlstm.LSTM(x, H, go_backwards=True, ...)``), loading does not see them.
+* Any other key is refused (TypeError): it might change the weights' meaning.
+
+Keras 3 ``.weights.h5`` files (``model.save_weights``) store each layer under a path made
+from its class, ``layers/lstm/cell/vars/0..2`` (``'lstm'``, ``'lstm_1'``, ``'gru'``,
+``'simple_rnn'``, ``'bidirectional/forward_layer'``), not under its name: ``layer`` picks
+one by that path or by the name the layer was given.
 """
+from collections.abc import Mapping
+import difflib
+import numbers
+import re
+
 import numpy as np
 
-from nnlstm import gates
-from nnlstm.interop.store import (array, expect, gate_count, gh, join, kind, layout, read,
-                                  split, weight_options, write)
+from nnlstm import cells, gates, layers
+from nnlstm.interop.store import (about, array, expect, gate_count, gh, join, kind, layout, opened,
+                                  path_of, read, split, weight_options, write, write_affine)
+from nnlstm.kinds import KINDS
+
+#: Keras config keys of every recurrent layer that do not change the weights' meaning.
+IGNORED = ('name', 'trainable', 'dtype', 'kernel_initializer', 'recurrent_initializer',
+           'bias_initializer', 'kernel_regularizer', 'recurrent_regularizer',
+           'bias_regularizer', 'activity_regularizer', 'kernel_constraint',
+           'recurrent_constraint', 'bias_constraint', 'dropout', 'recurrent_dropout', 'seed',
+           'return_sequences', 'return_state', 'go_backwards', 'stateful', 'unroll',
+           'zero_output_for_mask', 'time_major', 'implementation', 'use_cudnn')
+#: Keras options that only some kinds have; each kind's record lists those it accepts.
+KIND_SPECIFIC = {'recurrent_activation': 'checked', 'unit_forget_bias': 'ignored'}
+#: Keras' class name of each kind: nnlstm's layer functions are named after them.
+CLASSES = {k.layer_name: cell for cell, k in KINDS.items()}
+#: A Bidirectional layer's own config keys.
+BIDIRECTIONAL = ('layer', 'backward_layer', 'merge_mode', 'name', 'trainable', 'dtype')
+
+__doc__ = __doc__ % {'ignored': ', '.join('``%s``' % k for k in IGNORED + ('unit_forget_bias',))}
+
+
+def accepted(cell):
+    """The Keras config keys of a ``cell`` layer: (used, checked, ignored)."""
+    specific = [k for k in KIND_SPECIFIC if k in kind(cell).options]
+    return (weight_options(cell),
+            ('units', 'activation') + tuple(k for k in specific
+                                            if KIND_SPECIFIC[k] == 'checked'),
+            IGNORED + tuple(k for k in specific if KIND_SPECIFIC[k] == 'ignored'))
+
+
+def unexpected(keys, cell, choices, what='`cell_config`'):
+    """The TypeError for config ``keys`` a ``cell`` layer does not have."""
+    close = difflib.get_close_matches(keys[0], choices, n=1)
+    return TypeError("unexpected %s %s for cell %r; accepted: %s%s"
+                     % (what, ', '.join(keys), cell, ', '.join(choices),
+                        "; did you mean %r?" % close[0] if close else ''))
 
 
 def keras_options(cell, cell_config):
-    """The weight options (``use_bias`` and, for a GRU, ``reset_after``) of ``cell_config``:
-    Keras' defaults (True) where not given."""
-    accepted = weight_options(cell)
-    unknown = sorted(set(cell_config) - set(accepted))
+    """The weight options (``use_bias`` and, for a GRU, ``reset_after``) of ``cell_config``,
+    Keras' defaults (True) where not given; the config's other keys checked (see the
+    module's docstring)."""
+    used, checks, ignored = accepted(cell)
+    unknown = sorted(set(cell_config) - set(used + checks + ignored))
     if unknown:
-        raise TypeError("unexpected `cell_config` %s for cell %r; accepted: %s"
-                        % (', '.join(unknown), cell, ', '.join(accepted)))
-    options = {k: cell_config.get(k, kind(cell).options[k]) for k in accepted}
+        raise unexpected(unknown, cell, used + checks + ignored)
+    options = {k: cell_config.get(k, kind(cell).options[k]) for k in used}
     for k, v in options.items():
         if not isinstance(v, bool):
             raise TypeError("`%s` must be a bool; received %r" % (k, v))
+    for k in checks[1:]:
+        if k in cell_config and cell_config[k] not in cells.ACTIVATIONS:
+            raise ValueError("`%s` of the Keras layer is %r; nnlstm builds %s"
+                             % (k, cell_config[k], ', '.join(
+                                 repr(a) for a in cells.ACTIVATIONS if a is not None)))
+    units = cell_config.get('units')
+    if units is not None and (isinstance(units, bool) or not isinstance(units, numbers.Integral)
+                              or units < 1):
+        raise TypeError("`units` must be a positive int; received %r" % (units,))
     return options
+
+
+def check_units(cell_config, h, arg):
+    units = cell_config.get('units')
+    if units is not None and units != h:
+        raise ValueError("`units` is %d, but %s holds the weights of a layer of H = %d units"
+                         % (units, arg, h))
 
 
 def keras_shapes(cell, d, h, **options):
@@ -82,6 +157,7 @@ def from_keras(weights, cell='lstm', **cell_config):
     for w, arg, (_, shape, legend) in zip(ws, args, keras_shapes(cell, ws[0].shape[0], h,
                                                                  **options)):
         expect(w, arg, shape, '%s with H = %d' % (legend, h))
+    check_units(cell_config, h, '`weights`')
 
     def ours(a):
         return gates.reorder(a, cell, 'keras', 'nnlstm')
@@ -124,36 +200,272 @@ def to_keras(params, cell='lstm', **cell_config):
     return out
 
 
-def load_keras(weights, name, cell='lstm', **cell_config):
-    """Load a Keras ``LSTM`` / ``GRU`` / ``SimpleRNN`` layer's ``get_weights()`` into the
-    parameters of the nnlstm layer ``name``.
+def snake(class_name):
+    """Keras 3's path name of a layer class (``keras.src.utils.naming.to_snake_case``):
+    'LSTM' -> 'lstm', 'SimpleRNN' -> 'simple_rnn'."""
+    name = re.sub(r'\W+', '', class_name)
+    name = re.sub('(.)([A-Z][a-z]+)', r'\1_\2', name)
+    return re.sub('([a-z])([A-Z])', r'\1_\2', name).lower()
+
+
+def cell_of_class(class_name):
+    """The nnlstm cell of a Keras class name ('LSTM', 'gru_1', 'simple_rnn_cell'), or None."""
+    for cls, cell in CLASSES.items():
+        if re.fullmatch(r'(forward_|backward_)?%s(_cell)?(_\d+)?' % snake(cls),
+                        snake(class_name)):
+            return cell
+    return None
+
+
+def same_cell(cell, found, what):
+    if found is not None and found != cell:
+        raise ValueError("%s is a Keras %s layer, but `cell` is %r; pass cell=%r"
+                         % (what, KINDS[found].layer_name, cell, found))
+
+
+def inner_config(config, arg):
+    """A serialized Keras layer (``{'class_name': 'LSTM', 'config': {...}}``, as a
+    Bidirectional's config holds them): (class_name, config)."""
+    if not isinstance(config, Mapping) or not isinstance(config.get('config'), Mapping):
+        raise TypeError("`%s` must be a serialized Keras layer, {'class_name': ..., "
+                        "'config': {...}}, as Bidirectional.get_config() holds it; "
+                        "received %r" % (arg, config))
+    return config.get('class_name'), dict(config['config'])
+
+
+def directions(cell, config):
+    """The forward and backward layer configs of a Bidirectional layer's ``config``, checked
+    against what :func:`nnlstm.Bidirectional` builds (one set of options for both)."""
+    unknown = sorted(set(config) - set(BIDIRECTIONAL))
+    if unknown:
+        raise unexpected(unknown, cell, BIDIRECTIONAL, 'Bidirectional config key')
+    merge_mode = config.get('merge_mode', 'concat')
+    if merge_mode is not None and merge_mode not in layers.MERGES:
+        raise ValueError("`merge_mode` of the Keras Bidirectional layer is %r; "
+                         "nnlstm.Bidirectional merges with %s or None"
+                         % (merge_mode, ', '.join(map(repr, layers.MERGES))))
+    found = []
+    for arg in ('layer', 'backward_layer'):
+        if arg not in config and arg == 'backward_layer':
+            found.append(found[0])
+            continue
+        class_name, inner = inner_config(config.get(arg), arg)
+        same_cell(cell, cell_of_class(class_name or ''), "the Bidirectional's `%s`" % arg)
+        found.append(inner)
+    used, checks, _ = accepted(cell)
+    for key in used + checks:
+        forward, backward = (c.get(key, kind(cell).options.get(key)) for c in found)
+        if forward != backward:
+            raise ValueError("nnlstm.Bidirectional builds both directions with the same "
+                             "options; the Keras layer's `%s` is %r forward, %r backward"
+                             % (key, forward, backward))
+    return found
+
+
+def h5_layers(f):
+    """The recurrent layers of an open Keras 3 .weights.h5 file, by their path relative to
+    'layers/' ('lstm', 'bidirectional', 'functional/layers/gru'): ``{path: (groups, name,
+    cell)}``, groups ``{'': vars group}`` or ``{'forward_layer': ..., 'backward_layer':
+    ...}``, name the layer's given name, cell the kind its class path or cell tells (or
+    None)."""
+    cell_vars = []
+    f.visit(lambda p: cell_vars.append(p) if p.startswith('layers/')
+            and p.endswith('/cell/vars') else None)
+    found = {}
+    for group in cell_vars:
+        owner = group[:-len('/cell/vars')]     # layers/lstm, layers/bidirectional/forward_layer
+        parent, last = owner.rsplit('/', 1)
+        path, direction = ((parent, last) if last in ('forward_layer', 'backward_layer')
+                           else (owner, ''))
+        name = f[path + '/vars'].attrs.get('name') if path + '/vars' in f else None
+        groups, _, cell = found.get(path[len('layers/'):], ({}, None, None))
+        groups[direction] = group
+        cell = cell or cell_of_class(last) or cell_of_class(str(f[group].attrs.get('name', '')))
+        found[path[len('layers/'):]] = (groups, name, cell)
+    return found
+
+
+def describe(found):
+    """The recurrent layers :func:`h5_layers` found, for an error message."""
+    out = []
+    for path, (groups, name, cell) in sorted(found.items()):
+        what = ('Bidirectional ' if '' not in groups else '') + (
+            KINDS[cell].layer_name if cell else 'recurrent layer')
+        out.append('%r (%s%s)' % (path, what, ' named %r' % name if name else ''))
+    return ', '.join(out) or 'none'
+
+
+def read_h5(path, cell, layer, arg):
+    """The weights of one recurrent layer of a Keras 3 ``.weights.h5`` file:
+    ``{'': weights}`` or, for a Bidirectional layer, ``{'forward_layer': ...,
+    'backward_layer': ...}``."""
+    import h5py
+    with opened(lambda p: h5py.File(p, 'r'), path, 'a Keras 3 .weights.h5 file') as f:
+        if 'layers' not in f:
+            raise ValueError("`%s` %r has no 'layers' group: not a Keras 3 .weights.h5 file "
+                             "(model.save_weights('model.weights.h5'))" % (arg, path))
+        found = h5_layers(f)
+        if layer is None:
+            if len(found) != 1:
+                raise ValueError("`layer` must name one of the recurrent layers of %r: %s"
+                                 % (path, describe(found)))
+            layer = next(iter(found))
+        if not isinstance(layer, str):
+            raise TypeError("`layer` must be a str, a layer's path in the file such as "
+                            "'lstm' or 'gru_1', or its name; received %r" % (layer,))
+        key = layer[len('layers/'):] if layer.startswith('layers/') else layer
+        if key not in found:
+            named = [p for p, (_, n, _) in found.items() if n == layer]
+            if len(named) != 1:
+                raise ValueError("%r has no recurrent layer %r; it has %s"
+                                 % (path, layer, describe(found)))
+            key = named[0]
+        groups, _, found_cell = found[key]
+        same_cell(cell, found_cell, "%r of %r" % (key, path))
+        weights = {}
+        for direction, group in groups.items():
+            g = f[group]
+            weights[direction] = [g[k][()] for k in sorted(g, key=int)]
+        return weights, key
+
+
+def load_keras(weights, name, /, cell='lstm', layer=None, **cell_config):
+    """Load a Keras ``LSTM`` / ``GRU`` / ``SimpleRNN`` (or ``Bidirectional``) layer's
+    weights into the parameters of the nnlstm layer ``name``.
 
     Args:
-        weights (list): as in :func:`from_keras`.
-        name (str): the nnlstm layer's scope.
-        cell (str): 'lstm', 'gru' or 'rnn'.
-        **cell_config: ``use_bias`` (default True) and, for a GRU, ``reset_after`` (default
-            True): the Keras layer's options. Build the nnlstm layer with the same.
+        weights: the layer's ``get_weights()`` list (see :func:`from_keras`); or the Keras
+            layer itself (anything with ``get_weights()`` and ``get_config()``: its config
+            is read as ``cell_config``); or the path of a Keras 3 ``.weights.h5`` file
+            (``model.save_weights``), with ``layer`` picking the layer.
+        name (str): the nnlstm layer's scope. A Bidirectional layer loads into
+            ``{name}/forward`` and ``{name}/backward``, as :func:`nnlstm.Bidirectional`
+            keeps them.
+        cell (str): 'lstm', 'gru' or 'rnn'; a Keras layer or file path naming another kind
+            is refused.
+        layer (str): for a file: the layer's path in it (``'lstm'``, ``'lstm_1'``,
+            ``'gru'``, ``'bidirectional'``: Keras 3 names them after their class) or the
+            name it was given (``'enc'``); optional when the file has one recurrent layer.
+        **cell_config: the Keras layer's config, ``**keras_layer.get_config()`` as it is, or
+            only ``use_bias`` (default True) and, for a GRU, ``reset_after`` (default True);
+            see the module's docstring for how each key is read. Build the nnlstm layer with
+            the same options.
+
+    Raises:
+        TypeError: an unknown config key, a non-bool ``use_bias`` / ``reset_after``.
+        ValueError: weights of the wrong number or shapes, ``units`` that are not the
+            weights' H, an activation nnlstm does not build, a file without ``layer``
+            (the error lists the file's recurrent layers).
 
     Example:
         >>> nnlstm.interop.load_keras(keras_gru.get_weights(), 'gru', cell='gru',
         ...                           reset_after=False)
         >>> y, h = nnlstm.GRU(x, H, name='gru', reset_after=False, return_state=True)
-        >>> ws = keras_bi.get_weights()  # Bidirectional(LSTM): forward's 3, backward's 3
-        >>> nnlstm.interop.load_keras(ws[:3], 'bi/forward')
-        >>> nnlstm.interop.load_keras(ws[3:], 'bi/backward')
+        >>> nnlstm.interop.load_keras(keras_gru, 'gru', cell='gru')   # the layer itself
+        >>> nnlstm.interop.load_keras(keras_bi, 'bi')   # Bidirectional(LSTM): both layers
         >>> y = nnlstm.Bidirectional(nnlstm.LSTM, x, H, name='bi')            # (B, 2H)
+        >>> nnlstm.interop.load_keras('model.weights.h5', 'enc', layer='lstm')
     """
-    write(name, cell, from_keras(weights, cell, **cell_config))
+    kind(cell)
+    path = path_of(weights)
+    config = dict(cell_config)
+    if layer is not None and not isinstance(layer, str):
+        config['layer'] = layer  # **Bidirectional.get_config(): its wrapped layer
+        layer = None
+    if path is None and layer is not None:
+        raise TypeError("`layer` picks a layer of a .weights.h5 file; `weights` is %s"
+                        % type(weights).__name__)
+    bidirectional = 'backward_layer' in config or 'layer' in config
+    if hasattr(weights, 'get_weights') and hasattr(weights, 'get_config'):
+        class_name = type(weights).__name__
+        layer_config = dict(weights.get_config())
+        for key, value in config.items():
+            if key in layer_config and layer_config[key] != value:
+                raise ValueError("`%s=%r` given, but the Keras layer's config has %r"
+                                 % (key, value, layer_config[key]))
+        config = dict(layer_config, **config)
+        bidirectional = class_name == 'Bidirectional' or 'backward_layer' in config
+        if not bidirectional:
+            same_cell(cell, CLASSES.get(class_name), '`weights`')
+        weights = list(weights.get_weights())
+    if path is not None:
+        found, key = read_h5(path, cell, layer, 'weights')
+        if '' not in found:
+            weights, bidirectional = found['forward_layer'] + found['backward_layer'], True
+        else:
+            weights = found['']
+        where = "layer %r of %r" % (key, path)
+    else:
+        where = ''
+    if bidirectional:
+        configs = directions(cell, config) if 'layer' in config else [config, config]
+        if not isinstance(weights, (list, tuple)) or len(weights) % 2:
+            raise ValueError("a Bidirectional layer's weights list the forward layer's, then "
+                             "the backward layer's; %s holds %s"
+                             % (arg, len(weights) if isinstance(weights, (list, tuple))
+                                else type(weights).__name__))
+        half = len(weights) // 2
+        for suffix, ws, c in (('/forward', weights[:half], configs[0]),
+                              ('/backward', weights[half:], configs[1])):
+            with about(where):
+                arrays = from_keras(ws, cell, **c)
+            write(name + suffix if isinstance(name, str) and name else name, cell, arrays)
+        return
+    with about(where):
+        arrays = from_keras(weights, cell, **config)
+    write(name, cell, arrays)
 
 
-def save_keras(name, cell='lstm', **cell_config):
+def save_keras(name, /, cell='lstm', **cell_config):
     """The nnlstm layer ``name`` as a Keras ``get_weights()`` list, for
-    ``keras_layer.set_weights``; ``cell_config`` (``use_bias``, ``reset_after``) as the
-    layer was built.
+    ``keras_layer.set_weights``; ``cell_config`` (``use_bias``, ``reset_after``, or the Keras
+    layer's whole ``get_config()``) as the layer was built.
 
     Example:
         >>> keras_gru.set_weights(nnlstm.interop.save_keras('gru', cell='gru'))
     """
     keras_options(cell, cell_config)
     return to_keras(read(name, cell), cell, **cell_config)
+
+
+def load_keras_dense(weights, name, layer='dense'):
+    """Load a Keras ``Dense`` layer's ``kernel`` (I, n) and ``bias`` (n,) into the
+    parameters of ``PF.affine(h, n, name=name)`` (``{name}/affine/W``, ``{name}/affine/b``).
+
+    Args:
+        weights: the Dense layer's ``get_weights()``, the layer itself, or the path of a
+            Keras 3 ``.weights.h5`` file with ``layer`` its path there (``'dense'``,
+            ``'dense_1'``) or its name.
+
+    Example:
+        >>> nnlstm.interop.load_keras_dense('model.weights.h5', 'head', layer='dense')
+        >>> out = PF.affine(h, 1, name='head')                                 # (B, 1)
+    """
+    path = path_of(weights)
+    where = ''
+    if path is not None:
+        import h5py
+        with opened(lambda p: h5py.File(p, 'r'), path, 'a Keras 3 .weights.h5 file') as f:
+            dense = {}  # path under layers/ -> its vars group: a 2-D kernel, maybe a bias
+            f.visititems(lambda p, g: dense.__setitem__(p[len('layers/'):-len('/vars')], g)
+                         if p.startswith('layers/') and p.endswith('/vars')
+                         and not p.endswith('/cell/vars') and '0' in g and len(g) <= 2
+                         and g['0'].ndim == 2 else None)
+            key = layer if layer in dense else next(
+                (k for k, g in dense.items() if g.attrs.get('name') == layer), None)
+            if key is None:
+                raise ValueError("%r has no Dense layer %r; it has %s"
+                                 % (path, layer, ', '.join("%r (named %r)" % (
+                                     k, g.attrs.get('name')) for k, g in sorted(
+                                         dense.items())) or 'none'))
+            weights = [dense[key][k][()] for k in sorted(dense[key], key=int)]
+            where = "layer %r of %r" % (key, path)
+    elif hasattr(weights, 'get_weights'):
+        weights = weights.get_weights()
+    with about(where):
+        if not isinstance(weights, (list, tuple)) or len(weights) not in (1, 2):
+            raise ValueError("`weights` must be a Dense layer's [kernel, bias] (or [kernel]); "
+                             "received %s" % ('%d arrays' % len(weights) if isinstance(
+                                 weights, (list, tuple)) else type(weights).__name__))
+        write_affine(name, weights[0], weights[1] if len(weights) == 2 else None,
+                     ('weights[0] (kernel)', 'weights[1] (bias)'))

@@ -11,6 +11,7 @@ bias (GH,) (None where the layer has none). :func:`join` turns them into the par
 layer's record names, so no converter spells a parameter name.
 """
 from collections.abc import Mapping
+import contextlib
 import itertools
 import numbers
 import os
@@ -281,14 +282,15 @@ def write(name, cell, arrays, keys=None):
             set_parameter(full, nn.Variable.from_numpy_array(value, need_grad=True))
 
 
-def write_affine(name, weight, bias, arg):
-    """Parameters of ``PF.affine(x, n, name=name)`` (``{name}/affine/W`` (I, n) and
-    ``{name}/affine/b`` (n,), or no bias)."""
-    w = array(weight, '%s weight' % arg, '(I, n)')
+def write_affine(name, weight, bias, args):
+    """Make ``weight`` (I, n) and ``bias`` (n,) (or None) the parameters of
+    ``PF.affine(x, n, name=name)``: ``{name}/affine/W`` and ``{name}/affine/b``. ``args``
+    name the two arrays for error messages."""
+    w = array(weight, args[0], '(I, n)')
     arrays = {'affine/W': w}
     if bias is not None:
-        arrays['affine/b'] = expect(array(bias, '%s bias' % arg, '(n,)'), '%s bias' % arg,
-                                    (w.shape[1],), '(n,) with n = %d' % w.shape[1])
+        arrays['affine/b'] = expect(array(bias, args[1], '(n,)'), args[1], (w.shape[1],),
+                                    '(n,) with n = %d' % w.shape[1])
     write(name, None, arrays, keys=('affine/W', 'affine/b'))
 
 
@@ -306,7 +308,23 @@ def opened(open_fn, path, what):
     try:
         return open_fn(path)
     except OSError as e:
-        raise type(e)(e.errno, '%s (reading %s)' % (e.strerror or e, what), path) from None
+        if e.errno is None:  # h5py and safetensors: a message without an errno
+            raise type(e)("cannot read %r as %s: %s" % (path, what, e)) from None
+        raise type(e)(e.errno, '%s (reading %s)' % (os.strerror(e.errno), what),
+                      path) from None
+
+
+@contextlib.contextmanager
+def about(where):
+    """Prefix the ValueErrors and TypeErrors raised inside with ``where`` (the user's file
+    and what in it was read), when there is one."""
+    if not where:
+        yield
+        return
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        raise type(e)('%s: %s' % (where, e)) from None
 
 
 def write_atomic(path, write_fn):
