@@ -19,6 +19,13 @@ functions on the parameter store: ``load_<format>`` writes a layer's parameters,
 format: :mod:`nnlstm.interop.torch_io`, :mod:`nnlstm.interop.keras_io`,
 :mod:`nnlstm.interop.nnabla_io`, over :mod:`nnlstm.interop.store`.
 
+Files: ``load_torch`` / ``from_torch`` also read a ``.safetensors`` file (``prefix``
+picks the module, ``'lstm.'``) and ``save_torch(..., path=...)`` writes one;
+``load_keras`` reads a Keras layer object, ``**layer.get_config()`` beside its weights, or a
+Keras 3 ``.weights.h5`` file (``layer`` picks it: ``'lstm'``, ``'gru_1'``, or its name).
+``load_torch_linear`` and ``load_keras_dense`` load an ``nn.Linear`` / ``Dense`` head into
+``PF.affine``.
+
 What does not map one to one:
 
 * PyTorch's LSTM and RNN add two biases, ``b_ih + b_hh``; nnlstm has one. Loading sums

@@ -9,7 +9,7 @@ blocks (4 for LSTM, 3 for GRU, 1 for RNN). PyTorch stacks the gate blocks along 
 import numpy as np
 
 from nnlstm import gates
-from nnlstm.interop.store import (array, both_or_neither, expect, gate_count, gh, join,
+from nnlstm.interop.store import (about, array, both_or_neither, expect, gate_count, gh, join,
                                   layer_index, mapping, opened, path_of, pick, read, split,
                                   write, write_affine, write_atomic)
 
@@ -34,8 +34,10 @@ def _safetensors():
 def state_dict_of(source, prefix, arg='state_dict'):
     """``source`` (a dict of arrays, or the path of a ``.safetensors`` file) as a dict of
     arrays under PyTorch's parameter names, the module ``prefix`` (e.g. ``'lstm.'``)
-    removed: only the keys that start with it."""
+    removed: only the keys that start with it. Returns ``(dict, where)``, ``where`` naming
+    the file and prefix for error messages ('' for a dict without a prefix)."""
     path = path_of(source)
+    where = ''
     if path is not None:
         st = _safetensors()
         try:
@@ -45,19 +47,20 @@ def state_dict_of(source, prefix, arg='state_dict'):
         except Exception as e:  # safetensors' own error type for a damaged file
             raise ValueError("`%s` %r is not a readable .safetensors file: %s"
                              % (arg, path, e)) from None
-        arg = '%s %r' % (arg, path)
+        where = repr(path)
     source = mapping(source, arg)
     if not isinstance(prefix, str):
         raise TypeError("`prefix` must be a str, a module prefix such as 'lstm.'; received %r"
                         % (prefix,))
     if not prefix:
-        return source, arg
+        return source, where
     picked = {k[len(prefix):]: v for k, v in source.items()
               if isinstance(k, str) and k.startswith(prefix)}
+    where = '%s (prefix %r)' % (where or '`%s`' % arg, prefix)
     if not picked:
-        raise ValueError("`%s` has no keys with the prefix %r; its module prefixes are %s"
-                         % (arg, prefix, prefixes(source) or 'none (pass prefix=\'\')'))
-    return picked, '%s (prefix %r)' % (arg, prefix)
+        raise ValueError("%s: no keys start with the prefix; the module prefixes there are "
+                         "%s" % (where, prefixes(source) or "none (pass prefix='')"))
+    return picked, where
 
 
 def prefixes(state_dict):
@@ -93,8 +96,15 @@ def from_torch(state_dict, cell='lstm', layer=0, reverse=False, prefix=''):
         >>> sorted(arrays)
         ['UzUrUn/affine/W', 'UzUrUn/affine/b', 'WzWrWn/affine/W', 'WzWrWn/affine/b']
     """
+    gate_count(cell)
+    state_dict, where = state_dict_of(state_dict, prefix)
+    with about(where):
+        return _from_torch(state_dict, cell, layer, reverse, prefix)
+
+
+def _from_torch(state_dict, cell, layer, reverse, prefix):
     g = gate_count(cell)
-    state_dict, name = state_dict_of(state_dict, prefix)
+    name = 'state_dict'
     k_ih, k_hh, k_bih, k_bhh = torch_keys(layer, reverse)
     proj = k_hh.replace('weight_hh', 'weight_hr')
     if proj in state_dict:
@@ -253,7 +263,8 @@ def load_torch_linear(state_dict, name, prefix='fc.'):
         >>> nnlstm.interop.load_torch_linear('model.safetensors', 'fc', prefix='fc.')
         >>> out = PF.affine(h, 1, name='fc')                                   # (B, 1)
     """
-    sd, arg = state_dict_of(state_dict, prefix)
-    w = array(pick(sd, 'weight', arg), '%s[%r]' % (arg, 'weight'), '(n, I)')
-    b = sd.get('bias')
-    write_affine(name, np.ascontiguousarray(w.T), b, arg)
+    sd, where = state_dict_of(state_dict, prefix)
+    with about(where):
+        w = array(pick(sd, 'weight', 'state_dict'), "state_dict['weight']", '(n, I)')
+        write_affine(name, np.ascontiguousarray(w.T), sd.get('bias'),
+                     ("state_dict['weight'].T", "state_dict['bias']"))
