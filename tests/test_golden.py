@@ -450,7 +450,7 @@ FILE_ERRORS = [
      r"prefix, prefix='lstm.'"),
     (lambda d: interop.load_torch(d / 'torch_model_lstm2.safetensors', 'x', prefix='rnn.'),
      ValueError, r"'.*torch_model_lstm2.safetensors' \(prefix 'rnn.'\): no keys start with "
-     r"the prefix; the module prefixes there are \['lstm.'\]"),
+     r"the prefix; the module prefixes there are \['fc.', 'lstm.'\]"),
     (lambda d: interop.load_torch(d / 'torch_model_lstm2.safetensors', 'x', layer=2,
                                   prefix='lstm.'), ValueError,
      r"'.*torch_model_lstm2.safetensors' \(prefix 'lstm.'\): `state_dict` has no "
@@ -464,7 +464,7 @@ FILE_ERRORS = [
      r"`state_dict` '.*keras_model.weights.h5' is not a readable .safetensors file"),
     (lambda d: interop.load_torch_linear(d / 'torch_model_lstm2.safetensors', 'fc',
                                          prefix='head.'), ValueError,
-     r"no keys start with the prefix; the module prefixes there are \['lstm.'\]"),
+     r"no keys start with the prefix; the module prefixes there are \['fc.', 'lstm.'\]"),
 ]
 
 

@@ -522,6 +522,9 @@ KERAS_CONFIG_ERRORS = [
      r"'linear'"),
     (lambda: interop.load_keras(keras_weights(), 'l', recurrent_activation='hard_sigmoid'),
      ValueError, r"`recurrent_activation` of the Keras layer is 'hard_sigmoid'"),
+    (lambda: interop.load_keras(keras_weights(), 'l', activation={
+        'class_name': 'Swish', 'config': {}}), ValueError,
+     r"`activation` of the Keras layer is \{'class_name': 'Swish', 'config': \{\}\}"),
     (lambda: interop.load_keras(keras_weights(), 'l', units=8), ValueError,
      r"`units` is 8, but `weights` holds the weights of a layer of H = 4 units"),
     (lambda: interop.load_keras(keras_weights(), 'l', units='4'), TypeError,
@@ -552,6 +555,12 @@ KERAS_CONFIG_ERRORS = [
     (lambda: interop.load_keras(keras_weights(3, (2, 3 * H)) * 2, 'b', 'gru',
                                 layer={'class_name': 'GRU'}), TypeError,
      r"`layer` must be a serialized Keras layer"),
+    (lambda: interop.load_keras(Bidirectional(keras_weights(3, (2, 3 * H)) * 2 + [
+        np.zeros(1)], layer=serialized_gru()), 'b', 'gru'), ValueError,
+     r"a Bidirectional layer's weights list the forward layer's, then the backward layer's; "
+     r"`weights` holds 7"),
+    (lambda: interop.load_keras(GRU(keras_weights(3, (2, 3 * H)), units=H), 5, 'gru'),
+     TypeError, r"`name` must be a non-empty str; received 5"),
 ]
 
 
@@ -575,6 +584,15 @@ def test_keras_config_keys_that_do_not_change_the_weights_are_accepted(rng):
     interop.load_keras(layer, 'h', 'gru')
     assert_same(scope_params('h'), scope_params('g'))
     assert len(interop.save_keras('h', 'gru', **layer.get_config())) == 3
+
+
+def test_keras_bidirectional_loads_both_directions_or_neither(rng):
+    forward = [rng.randn(D, 3 * H), rng.randn(H, 3 * H), rng.randn(2, 3 * H)]
+    backward = [rng.randn(D, 3 * H), rng.randn(H, 3 * H), rng.randn(3 * H)]  # a bad bias
+    with pytest.raises(ValueError, match=r"`weights\[2\] \(bias\)` must have rank 2"):
+        interop.load_keras(Bidirectional(forward + backward, layer=serialized_gru()), 'b',
+                           'gru')
+    assert nn.get_parameters(grad_only=False) == {}
 
 
 @pytest.mark.parametrize('call,error,match', ERRORS)

@@ -34,7 +34,7 @@ import re
 
 import numpy as np
 
-from nnlstm import cells, gates, layers
+from nnlstm import _checks, cells, gates, layers
 from nnlstm.interop.store import (about, array, expect, gate_count, gh, join, kind, layout, opened,
                                   path_of, read, split, weight_options, write, write_affine)
 from nnlstm.kinds import KINDS
@@ -85,8 +85,10 @@ def keras_options(cell, cell_config):
     for k, v in options.items():
         if not isinstance(v, bool):
             raise TypeError("`%s` must be a bool; received %r" % (k, v))
-    for k in checks[1:]:
-        if k in cell_config and cell_config[k] not in cells.ACTIVATIONS:
+    for k in checks[1:]:  # Keras writes activations by name ('linear' for None)
+        value = cell_config.get(k)
+        if k in cell_config and not (value is None or isinstance(value, str)
+                                     and value in cells.ACTIVATIONS):
             raise ValueError("`%s` of the Keras layer is %r; nnlstm builds %s"
                              % (k, cell_config[k], ', '.join(
                                  repr(a) for a in cells.ACTIVATIONS if a is not None)))
@@ -126,7 +128,8 @@ def from_keras(weights, cell='lstm', **cell_config):
             no bias with ``use_bias=False``.
         cell (str): 'lstm', 'gru' or 'rnn' (SimpleRNN).
         **cell_config: the Keras layer's ``use_bias`` (default True) and, for a GRU,
-            ``reset_after`` (default True).
+            ``reset_after`` (default True); or its whole ``get_config()`` (see the module's
+            docstring for how each key is read).
 
     Returns:
         dict: nnlstm's parameter names (relative to the layer's scope) to arrays.
@@ -160,13 +163,12 @@ def from_keras(weights, cell='lstm', **cell_config):
     check_units(cell_config, h, '`weights`')
 
     def ours(a):
-        return gates.reorder(a, cell, 'keras', 'nnlstm')
+        return None if a is None else gates.reorder(a, cell, 'keras', 'nnlstm')
 
     bias = recurrent_bias = None
-    if len(ws) == 3:
+    if len(ws) == 3:  # (GH,), or (2, GH): the input bias, then the recurrent one
         bias, recurrent_bias = (ws[2][0], ws[2][1]) if ws[2].ndim == 2 else (ws[2], None)
-    return join(cell, options, ours(ws[0]), ours(ws[1]), bias if bias is None else ours(bias),
-                recurrent_bias if recurrent_bias is None else ours(recurrent_bias))
+    return join(cell, options, ours(ws[0]), ours(ws[1]), ours(bias), ours(recurrent_bias))
 
 
 def to_keras(params, cell='lstm', **cell_config):
@@ -185,14 +187,16 @@ def to_keras(params, cell='lstm', **cell_config):
                              "layer (%s)" % (option, options[option], option, built[option],
                                              kind(cell).layer_name,
                                              ', '.join(sorted(params))))
-    biases = [b for b in layout(cell, **options)[3:] if b is not None]
+    def biases(**options):
+        lay = layout(cell, **options)
+        return ', '.join(repr(b) for b in (lay.bias, lay.recurrent_bias) if b is not None)
+
     if options['use_bias'] and not built['use_bias']:
         raise ValueError("use_bias=True, but `params` has no %s; pass use_bias=False for a "
-                         "layer built without a bias" % ', '.join(map(repr, biases)))
+                         "layer built without a bias" % biases(**options))
     if not options['use_bias'] and built['use_bias']:
-        raise ValueError("use_bias=False, but `params` has %s"
-                         % ', '.join(repr(b) for b in layout(cell, **built)[3:]
-                                     if b is not None))
+        raise ValueError("use_bias=False, but `params` has %s" % biases(**built))
+    check_units(cell_config, recurrent.shape[0], '`params`')
     out = [theirs(kernel), theirs(recurrent)]
     if bias is not None:
         out.append(theirs(bias) if recurrent_bias is None
@@ -367,9 +371,10 @@ def load_keras(weights, name, /, cell='lstm', layer=None, **cell_config):
         >>> nnlstm.interop.load_keras('model.weights.h5', 'enc', layer='lstm')
     """
     kind(cell)
+    _checks.scope_name(name)
     path = path_of(weights)
     config = dict(cell_config)
-    if layer is not None and not isinstance(layer, str):
+    if isinstance(layer, Mapping):
         config['layer'] = layer  # **Bidirectional.get_config(): its wrapped layer
         layer = None
     if path is None and layer is not None:
@@ -402,18 +407,17 @@ def load_keras(weights, name, /, cell='lstm', layer=None, **cell_config):
         if not isinstance(weights, (list, tuple)) or len(weights) % 2:
             raise ValueError("a Bidirectional layer's weights list the forward layer's, then "
                              "the backward layer's; %s holds %s"
-                             % (arg, len(weights) if isinstance(weights, (list, tuple))
-                                else type(weights).__name__))
+                             % (where or '`weights`', len(weights) if isinstance(
+                                 weights, (list, tuple)) else type(weights).__name__))
         half = len(weights) // 2
-        for suffix, ws, c in (('/forward', weights[:half], configs[0]),
-                              ('/backward', weights[half:], configs[1])):
-            with about(where):
-                arrays = from_keras(ws, cell, **c)
-            write(name + suffix if isinstance(name, str) and name else name, cell, arrays)
-        return
-    with about(where):
-        arrays = from_keras(weights, cell, **config)
-    write(name, cell, arrays)
+        with about(where):  # both directions converted before either is written
+            loaded = {name + '/forward': from_keras(weights[:half], cell, **configs[0]),
+                      name + '/backward': from_keras(weights[half:], cell, **configs[1])}
+    else:
+        with about(where):
+            loaded = {name: from_keras(weights, cell, **config)}
+    for scope, arrays in loaded.items():
+        write(scope, cell, arrays)
 
 
 def save_keras(name, /, cell='lstm', **cell_config):

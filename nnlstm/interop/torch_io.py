@@ -64,12 +64,8 @@ def state_dict_of(source, prefix, arg='state_dict'):
 
 
 def prefixes(state_dict):
-    """The module prefixes in front of recurrent weights in ``state_dict``: ['lstm.']."""
-    found = set()
-    for key in state_dict:
-        if isinstance(key, str) and '.weight_hh_l' in key:
-            found.add(key[:key.rindex('weight_hh_l')])
-    return sorted(found)
+    """The module prefixes of a model's ``state_dict``: ['fc.', 'lstm.']."""
+    return sorted({k[:k.rindex('.') + 1] for k in state_dict if isinstance(k, str) and '.' in k})
 
 
 def from_torch(state_dict, cell='lstm', layer=0, reverse=False, prefix=''):
@@ -110,11 +106,10 @@ def _from_torch(state_dict, cell, layer, reverse, prefix):
     if proj in state_dict:
         raise ValueError("`state_dict` has %r: an nn.LSTM with proj_size has no nnlstm "
                          "equivalent" % proj)
-    if k_hh not in state_dict and not prefix and prefixes(state_dict):
-        raise ValueError("`%s` has no %r, but %s: pass the module's prefix, "
-                         "prefix=%r"
-                         % (name, k_hh, ', '.join(repr(p + k_hh) for p in prefixes(state_dict)),
-                            prefixes(state_dict)[0]))
+    modules = [p for p in prefixes(state_dict) if p + k_hh in state_dict]
+    if k_hh not in state_dict and not prefix and modules:
+        raise ValueError("`%s` has no %r, but %s: pass the module's prefix, prefix=%r"
+                         % (name, k_hh, ', '.join(repr(p + k_hh) for p in modules), modules[0]))
     arg = name + '[%r]'
     whh = array(pick(state_dict, k_hh, name), arg % k_hh, '(%s, H)' % gh(g))
     h = whh.shape[1]
