@@ -338,7 +338,8 @@ def test_save_torch_writes_a_safetensors_file_pytorch_loads(tmp_path):
         sd = interop.save_torch('lstm/layer%d' % k, layer=k, prefix='lstm.', into=sd,
                                 path=tmp_path / 'lstm2.safetensors')
     written = st.load_file(str(tmp_path / 'lstm2.safetensors'))
-    assert {k: v.shape for k, v in written.items()} == {k: v.shape for k, v in original.items()}
+    assert ({k: v.shape for k, v in written.items()}
+            == {k: v.shape for k, v in original.items()})
     for k in range(2):
         for name in ('weight_ih_l%d', 'weight_hh_l%d'):
             key = 'lstm.' + name % k

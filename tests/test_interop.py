@@ -245,7 +245,8 @@ def test_torch_gate_layout_by_value(cell):
 
 
 @pytest.mark.parametrize('cell,options', [
-    ('lstm', {}), ('rnn', {}), ('gru', {'reset_after': True}), ('gru', {'reset_after': False})])
+    ('lstm', {}), ('rnn', {}), ('gru', {'reset_after': True}),
+    ('gru', {'reset_after': False})])
 def test_keras_gate_layout_by_value(cell, options):
     order = GATES['keras'][cell]
     bias = blocks(BIAS, order, None, 0)
@@ -505,7 +506,8 @@ class Bidirectional(GRU):
 
 def serialized_gru(**config):
     return {'module': 'keras.layers', 'class_name': 'GRU', 'registered_name': None,
-            'config': dict(dict(name='gru', units=H, activation='tanh', use_bias=True), **config)}
+            'config': dict(dict(name='gru', units=H, activation='tanh', use_bias=True),
+                           **config)}
 
 
 KERAS_CONFIG_ERRORS = [
@@ -562,6 +564,16 @@ KERAS_CONFIG_ERRORS = [
     (lambda: interop.load_keras(GRU(keras_weights(3, (2, 3 * H)), units=H), 5, 'gru'),
      TypeError, r"`name` must be a non-empty str; received 5"),
 ]
+
+
+def test_arrays_of_no_variant_are_refused_naming_the_variants():
+    arrays = {'WzWrWn/affine/W': np.zeros((D, 3 * H)), 'UzUrUn/affine/W': np.zeros((H, 3 * H)),
+              'Un/affine/W': np.zeros((H, H))}
+    with pytest.raises(ValueError, match=r"`params` holds \['Un/affine/W', 'UzUrUn/affine/W', "
+                       r"'WzWrWn/affine/W'\], the parameters of no gru layer; a layer holds "
+                       r"one of: WzWrWn/affine/W, WzWrWn/affine/b, UzUrUn/affine/W, "
+                       r"UzUrUn/affine/b \(use_bias=True, reset_after=True\); "):
+        interop.to_keras(arrays, 'gru')
 
 
 @pytest.mark.parametrize('call,error,match', KERAS_CONFIG_ERRORS)

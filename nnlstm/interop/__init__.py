@@ -61,7 +61,8 @@ def _table():
         lines.append("``cell='%s'`` (:func:`nnlstm.%s`):" % (cell, k.layer_name))
         for p in k.params:
             when = condition(cell, p)
-            lines.append('    ``%s`` %s%s' % (p.name, p.legend, ', with ' + when if when else ''))
+            lines.append('    ``%s`` %s%s'
+                         % (p.name, p.legend, ', with ' + when if when else ''))
     return '\n'.join(lines)
 
 

@@ -14,9 +14,11 @@ is read as follows:
 * ``units`` is checked against the weights' H; ``activation`` and ``recurrent_activation``
   must be ones nnlstm builds (:data:`nnlstm.cells.ACTIVATIONS`): build the nnlstm layer with
   the same.
-* %(ignored)s: ignored, since they do not change what the weights mean. They are options
-  of training (initializers, ``unit_forget_bias``, regularizers, constraints, dropout, seed),
-  of the Keras implementation (``implementation``, ``use_cudnn``, ``unroll``), or of the
+* These are ignored, since they do not change what the weights mean:
+%(ignored)s.
+  They are options of training (initializers, ``unit_forget_bias``, regularizers,
+  constraints, dropout, seed, ``dtype``: the weights are read as float32), of the Keras
+  implementation (``implementation``, ``use_cudnn``, ``unroll``), or of the
   layer call (``return_sequences``, ``return_state``, ``go_backwards``, ``stateful``,
   ``time_major``, ``zero_output_for_mask``): nnlstm's layer functions take those when the
   layer is built (``nnlstm.LSTM(x, H, go_backwards=True, ...)``), loading does not see them.
@@ -24,19 +26,21 @@ is read as follows:
 
 Keras 3 ``.weights.h5`` files (``model.save_weights``) store each layer under a path made
 from its class, ``layers/lstm/cell/vars/0..2`` (``'lstm'``, ``'lstm_1'``, ``'gru'``,
-``'simple_rnn'``, ``'bidirectional/forward_layer'``), not under its name: ``layer`` picks
+``'simple_rnn'``, ``'bidirectional'``: both directions), not under its name: ``layer`` picks
 one by that path or by the name the layer was given.
 """
 from collections.abc import Mapping
 import difflib
 import numbers
 import re
+import textwrap
 
 import numpy as np
 
 from nnlstm import _checks, cells, gates, layers
-from nnlstm.interop.store import (about, array, expect, gate_count, gh, join, kind, layout, opened,
-                                  path_of, read, split, weight_options, write, write_affine)
+from nnlstm.interop.store import (about, array, expect, gate_count, gh, join, kind, layout,
+                                  opened, path_of, read, split, weight_options, write,
+                                  write_affine)
 from nnlstm.kinds import KINDS
 
 #: Keras config keys of every recurrent layer that do not change the weights' meaning.
@@ -53,7 +57,10 @@ CLASSES = {k.layer_name: cell for cell, k in KINDS.items()}
 #: A Bidirectional layer's own config keys.
 BIDIRECTIONAL = ('layer', 'backward_layer', 'merge_mode', 'name', 'trainable', 'dtype')
 
-__doc__ = __doc__ % {'ignored': ', '.join('``%s``' % k for k in IGNORED + ('unit_forget_bias',))}
+if __doc__:  # None under python -OO
+    __doc__ = __doc__ % {'ignored': textwrap.fill(
+        ', '.join('``%s``' % k for k in IGNORED + ('unit_forget_bias',)), 90,
+        initial_indent='  ', subsequent_indent='  ')}
 
 
 def accepted(cell):
@@ -93,8 +100,8 @@ def keras_options(cell, cell_config):
                              % (k, cell_config[k], ', '.join(
                                  repr(a) for a in cells.ACTIVATIONS if a is not None)))
     units = cell_config.get('units')
-    if units is not None and (isinstance(units, bool) or not isinstance(units, numbers.Integral)
-                              or units < 1):
+    if units is not None and (isinstance(units, bool)
+                              or not isinstance(units, numbers.Integral) or units < 1):
         raise TypeError("`units` must be a positive int; received %r" % (units,))
     return options
 
@@ -277,14 +284,15 @@ def h5_layers(f):
             and p.endswith('/cell/vars') else None)
     found = {}
     for group in cell_vars:
-        owner = group[:-len('/cell/vars')]     # layers/lstm, layers/bidirectional/forward_layer
+        owner = group[:-len('/cell/vars')]  # layers/lstm, layers/bidirectional/forward_layer
         parent, last = owner.rsplit('/', 1)
         path, direction = ((parent, last) if last in ('forward_layer', 'backward_layer')
                            else (owner, ''))
         name = f[path + '/vars'].attrs.get('name') if path + '/vars' in f else None
         groups, _, cell = found.get(path[len('layers/'):], ({}, None, None))
         groups[direction] = group
-        cell = cell or cell_of_class(last) or cell_of_class(str(f[group].attrs.get('name', '')))
+        cell = (cell or cell_of_class(last)
+                or cell_of_class(str(f[group].attrs.get('name', ''))))
         found[path[len('layers/'):]] = (groups, name, cell)
     return found
 

@@ -81,7 +81,8 @@ def condition(cell, spec):
         return ''
     fixed = {o: found[0][o] for o in found[0] if all(f[o] == found[0][o] for f in found)}
     if len(found) != sum(all(o[k] == v for k, v in fixed.items()) for o, _ in every):
-        raise RuntimeError("%s's %s exists under no conjunction of options" % (cell, spec.name))
+        raise RuntimeError("%s's %s exists under no conjunction of options"
+                           % (cell, spec.name))
     return ' and '.join('%s=%s' % kv for kv in sorted(fixed.items()))
 
 
@@ -114,10 +115,10 @@ def variant_of(cell, arrays, arg='params'):
     for options, names in variants(cell):
         if set(names) == set(arrays):
             return options
+    choices = ['%s (%s)' % (', '.join(names), ', '.join('%s=%s' % kv for kv in o.items()))
+               for o, names in variants(cell)]
     raise ValueError("`%s` holds %s, the parameters of no %s layer; a layer holds one of: %s"
-                     % (arg, sorted(arrays), cell,
-                        '; '.join('%s (%s)' % (', '.join(names), ', '.join(
-                            '%s=%s' % kv for kv in o.items())) for o, names in variants(cell))))
+                     % (arg, sorted(arrays), cell, '; '.join(choices)))
 
 
 # ---------------------------------------------------------------- arrays and their checks

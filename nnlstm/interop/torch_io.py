@@ -65,7 +65,8 @@ def state_dict_of(source, prefix, arg='state_dict'):
 
 def prefixes(state_dict):
     """The module prefixes of a model's ``state_dict``: ['fc.', 'lstm.']."""
-    return sorted({k[:k.rindex('.') + 1] for k in state_dict if isinstance(k, str) and '.' in k})
+    return sorted({k[:k.rindex('.') + 1] for k in state_dict
+                   if isinstance(k, str) and '.' in k})
 
 
 def from_torch(state_dict, cell='lstm', layer=0, reverse=False, prefix=''):
@@ -109,7 +110,8 @@ def _from_torch(state_dict, cell, layer, reverse, prefix):
     modules = [p for p in prefixes(state_dict) if p + k_hh in state_dict]
     if k_hh not in state_dict and not prefix and modules:
         raise ValueError("`%s` has no %r, but %s: pass the module's prefix, prefix=%r"
-                         % (name, k_hh, ', '.join(repr(p + k_hh) for p in modules), modules[0]))
+                         % (name, k_hh, ', '.join(repr(p + k_hh) for p in modules),
+                            modules[0]))
     arg = name + '[%r]'
     whh = array(pick(state_dict, k_hh, name), arg % k_hh, '(%s, H)' % gh(g))
     h = whh.shape[1]
