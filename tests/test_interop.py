@@ -125,6 +125,178 @@ def test_nnabla_round_trip(use_bias, rng):
     assert_same(scope_params('a'), scope_params('b'))
 
 
+# ------------------------------------------------------------------ gate layouts by value
+
+# Each framework's gate blocks, written here from its own documentation (not read from
+# nnlstm.gates): a converter that reorders consistently wrong survives every round trip,
+# so the tests below fill block k of a framework's array with k and look where it lands.
+# PyTorch nn.LSTM: W_ii|W_if|W_ig|W_io; nn.GRU: W_ir|W_iz|W_in.
+# Keras LSTM kernel columns i, f, c, o; GRU z, r, h. NNabla PF.lstm / F.lstm: i, f, g, o.
+GATES = {
+    'torch': {'lstm': ('input', 'forget', 'candidate', 'output'),
+              'gru': ('reset', 'update', 'candidate'), 'rnn': ('candidate',)},
+    'keras': {'lstm': ('input', 'forget', 'candidate', 'output'),
+              'gru': ('update', 'reset', 'candidate'), 'rnn': ('candidate',)},
+    'nnabla': {'lstm': ('input', 'forget', 'candidate', 'output')},
+}
+#: nnlstm's own blocks, as its parameter names spell them: WaWiWfWo, WzWrWn/UzUrUn, Wh.
+NNLSTM_GATES = {'lstm': ('candidate', 'input', 'forget', 'output'),
+                'gru': ('update', 'reset', 'candidate'), 'rnn': ('candidate',)}
+#: What fills the blocks of each array: block k of the input kernel holds k, of the
+#: recurrent kernel 10 + k, of the input bias 20 + k, of the recurrent bias 30 + k.
+KERNEL, RECURRENT, BIAS, RECURRENT_BIAS = 0, 10, 20, 30
+
+
+def blocks(base, order, rows, axis):
+    """An array of ``len(order)`` blocks of H along ``axis`` (columns: ``(rows, GH)``;
+    rows: ``(GH, rows)``), block k filled with ``base + k``; ``rows`` None: a bias."""
+    parts = [np.full((H,) if rows is None else ((rows, H) if axis else (H, rows)), base + k,
+                     np.float32) for k in range(len(order))]
+    return np.concatenate(parts, axis=0 if rows is None else axis)
+
+
+def block_values(a, order, axis=-1):
+    """The value of each of ``order``'s blocks along ``axis`` of ``a``, by gate name;
+    each block must be constant."""
+    out = {}
+    for gate, block in zip(order, np.split(np.asarray(a), len(order), axis=axis)):
+        assert np.all(block == block.flat[0]), (gate, block)
+        out[gate] = float(block.flat[0])
+    return out
+
+
+def nnlstm_blocks(cell, arrays, d):
+    """nnlstm's arrays of one layer as ``{array role: {gate: value}}``, read from the
+    parameter names of the records (GRU ``reset_after=False``: UzUr's and Un's blocks)."""
+    order = NNLSTM_GATES[cell]
+    if cell == 'gru':
+        out = {'kernel': block_values(arrays['WzWrWn/affine/W'], order)}
+        if 'UzUrUn/affine/W' in arrays:
+            out['recurrent'] = block_values(arrays['UzUrUn/affine/W'], order)
+        else:
+            out['recurrent'] = dict(block_values(arrays['UzUr/affine/W'], order[:2]),
+                                    **block_values(arrays['Un/affine/W'], order[2:]))
+        if 'WzWrWn/affine/b' in arrays:
+            out['bias'] = block_values(arrays['WzWrWn/affine/b'], order)
+        if 'UzUrUn/affine/b' in arrays:
+            out['recurrent_bias'] = block_values(arrays['UzUrUn/affine/b'], order)
+        return out
+    w, b = {'lstm': ('WaWiWfWo/affine/W', 'WaWiWfWo/affine/b'),
+            'rnn': ('Wh/affine/W', 'Wh/affine/b')}[cell]
+    out = {'kernel': block_values(arrays[w][:d], order),
+           'recurrent': block_values(arrays[w][d:], order)}
+    if b in arrays:
+        out['bias'] = block_values(arrays[b], order)
+    return out
+
+
+def numbered(order, base):
+    return {gate: float(base + k) for k, gate in enumerate(order)}
+
+
+def nnlstm_arrays(cell, reset_after=True):
+    """nnlstm arrays whose blocks hold KERNEL + k etc. for nnlstm's block k."""
+    order = NNLSTM_GATES[cell]
+    if cell == 'gru':
+        arrays = {'WzWrWn/affine/W': blocks(KERNEL, order, D, 1),
+                  'WzWrWn/affine/b': blocks(BIAS, order, None, 0)}
+        recurrent = blocks(RECURRENT, order, H, 1)
+        if reset_after:
+            arrays['UzUrUn/affine/W'] = recurrent
+            arrays['UzUrUn/affine/b'] = blocks(RECURRENT_BIAS, order, None, 0)
+        else:
+            arrays['UzUr/affine/W'], arrays['Un/affine/W'] = recurrent[:, :2 * H], \
+                recurrent[:, 2 * H:]
+        return arrays
+    w, b = {'lstm': ('WaWiWfWo/affine/W', 'WaWiWfWo/affine/b'),
+            'rnn': ('Wh/affine/W', 'Wh/affine/b')}[cell]
+    return {w: np.concatenate([blocks(KERNEL, order, D, 1), blocks(RECURRENT, order, H, 1)]),
+            b: blocks(BIAS, order, None, 0)}
+
+
+@pytest.mark.parametrize('cell', ['lstm', 'gru', 'rnn'])
+def test_torch_gate_layout_by_value(cell):
+    order = GATES['torch'][cell]
+    sd = {'weight_ih_l0': blocks(KERNEL, order, D, 0),
+          'weight_hh_l0': blocks(RECURRENT, order, H, 0),
+          'bias_ih_l0': blocks(BIAS, order, None, 0),
+          'bias_hh_l0': blocks(RECURRENT_BIAS, order, None, 0)}
+    got = nnlstm_blocks(cell, interop.from_torch(sd, cell), D)
+    assert got['kernel'] == numbered(order, KERNEL)
+    assert got['recurrent'] == numbered(order, RECURRENT)
+    if cell == 'gru':  # nn.GRU keeps b_hn inside r * (...): two biases, as reset_after
+        assert got['bias'] == numbered(order, BIAS)
+        assert got['recurrent_bias'] == numbered(order, RECURRENT_BIAS)
+    else:  # b_ih + b_hh
+        assert got['bias'] == {g: v + w for (g, v), w in zip(
+            numbered(order, BIAS).items(), numbered(order, RECURRENT_BIAS).values())}
+
+    back = interop.to_torch(nnlstm_arrays(cell), cell)
+    mine = NNLSTM_GATES[cell]
+    assert block_values(back['weight_ih_l0'], order, 0) == {
+        g: numbered(mine, KERNEL)[g] for g in order}
+    assert block_values(back['weight_hh_l0'], order, 0) == {
+        g: numbered(mine, RECURRENT)[g] for g in order}
+    assert block_values(back['bias_ih_l0'], order, 0) == {
+        g: numbered(mine, BIAS)[g] for g in order}
+    assert block_values(back['bias_hh_l0'], order, 0) == (
+        {g: numbered(mine, RECURRENT_BIAS)[g] for g in order} if cell == 'gru'
+        else dict.fromkeys(order, 0.0))
+
+
+@pytest.mark.parametrize('cell,options', [
+    ('lstm', {}), ('rnn', {}), ('gru', {'reset_after': True}),
+    ('gru', {'reset_after': False})])
+def test_keras_gate_layout_by_value(cell, options):
+    order = GATES['keras'][cell]
+    bias = blocks(BIAS, order, None, 0)
+    if options.get('reset_after'):
+        bias = np.stack([bias, blocks(RECURRENT_BIAS, order, None, 0)])
+    weights = [blocks(KERNEL, order, D, 1), blocks(RECURRENT, order, H, 1), bias]
+    got = nnlstm_blocks(cell, interop.from_keras(weights, cell, **options), D)
+    assert got['kernel'] == numbered(order, KERNEL)
+    assert got['recurrent'] == numbered(order, RECURRENT)
+    assert got['bias'] == numbered(order, BIAS)
+    if options.get('reset_after'):
+        assert got['recurrent_bias'] == numbered(order, RECURRENT_BIAS)
+    else:
+        assert 'recurrent_bias' not in got
+
+    mine = NNLSTM_GATES[cell]
+    back = interop.to_keras(nnlstm_arrays(cell, options.get('reset_after', True)), cell,
+                            **options)
+    assert block_values(back[0], order) == {g: numbered(mine, KERNEL)[g] for g in order}
+    assert block_values(back[1], order) == {g: numbered(mine, RECURRENT)[g] for g in order}
+    if options.get('reset_after'):
+        assert back[2].shape == (2, 3 * H)
+        assert block_values(back[2][1], order) == {
+            g: numbered(mine, RECURRENT_BIAS)[g] for g in order}
+    assert block_values(back[2][0] if back[2].ndim == 2 else back[2], order) == {
+        g: numbered(mine, BIAS)[g] for g in order}
+
+
+def test_nnabla_gate_layout_by_value():
+    """PF.lstm's weight_l0 (dirs, 4, H, I + H): gate blocks on axis 1, [x; h] on the last;
+    bias (L, dirs, 4, H)."""
+    order = GATES['nnabla']['lstm']
+    w = np.zeros((1, 4, H, D + H), np.float32)
+    b = np.zeros((1, 1, 4, H), np.float32)
+    for k in range(4):
+        w[0, k, :, :D], w[0, k, :, D:], b[0, 0, k] = KERNEL + k, RECURRENT + k, BIAS + k
+    got = nnlstm_blocks('lstm', interop.from_nnabla({'weight_l0': w, 'bias': b}), D)
+    assert got == {'kernel': numbered(order, KERNEL), 'recurrent': numbered(order, RECURRENT),
+                   'bias': numbered(order, BIAS)}
+
+    mine = NNLSTM_GATES['lstm']
+    back = interop.to_nnabla(nnlstm_arrays('lstm'))
+    for k, gate in enumerate(order):
+        np.testing.assert_array_equal(back['weight_l0'][0, k, :, :D],
+                                      numbered(mine, KERNEL)[gate])
+        np.testing.assert_array_equal(back['weight_l0'][0, k, :, D:],
+                                      numbered(mine, RECURRENT)[gate])
+        np.testing.assert_array_equal(back['bias'][0, 0, k], numbered(mine, BIAS)[gate])
+
+
 # ------------------------------------------------------------------ NNabla's fused LSTM
 
 def test_nnabla_fused_lstm_equals_stacked_bidirectional_after_conversion(rng):
@@ -313,6 +485,126 @@ ERRORS = [
      ValueError, r"`into\['weight_l0'\]` has shape \(1, 4, 4, 8\); this layer needs "
      r"\(dirs, 4, H, I \+ H\) = \(1, 4, 4, 7\)"),
 ]
+
+
+class GRU:
+    """A stand-in Keras GRU layer: get_weights() and get_config(), its class named GRU."""
+
+    def __init__(self, weights, **config):
+        self.weights, self.config = weights, config
+
+    def get_weights(self):
+        return self.weights
+
+    def get_config(self):
+        return dict(self.config)
+
+
+class Bidirectional(GRU):
+    pass
+
+
+def serialized_gru(**config):
+    return {'module': 'keras.layers', 'class_name': 'GRU', 'registered_name': None,
+            'config': dict(dict(name='gru', units=H, activation='tanh', use_bias=True),
+                           **config)}
+
+
+KERAS_CONFIG_ERRORS = [
+    (lambda: interop.load_keras(keras_weights(), 'l', use_bais=True), TypeError,
+     r"unexpected `cell_config` use_bais for cell 'lstm'; accepted: use_bias, units, "
+     r"activation, recurrent_activation, name, .*; did you mean 'use_bias'\?"),
+    (lambda: interop.load_keras(keras_weights(1), 'l', 'rnn', recurrent_activation='sigmoid'),
+     TypeError, r"unexpected `cell_config` recurrent_activation for cell 'rnn'"),
+    (lambda: interop.load_keras(keras_weights(3, (2, 3 * H)), 'l', 'gru',
+                                unit_forget_bias=True), TypeError,
+     r"unexpected `cell_config` unit_forget_bias for cell 'gru'"),
+    (lambda: interop.load_keras(keras_weights(), 'l', activation='selu'), ValueError,
+     r"`activation` of the Keras layer is 'selu'; nnlstm builds 'tanh', 'sigmoid', 'relu', "
+     r"'linear'"),
+    (lambda: interop.load_keras(keras_weights(), 'l', recurrent_activation='hard_sigmoid'),
+     ValueError, r"`recurrent_activation` of the Keras layer is 'hard_sigmoid'"),
+    (lambda: interop.load_keras(keras_weights(), 'l', activation={
+        'class_name': 'Swish', 'config': {}}), ValueError,
+     r"`activation` of the Keras layer is \{'class_name': 'Swish', 'config': \{\}\}"),
+    (lambda: interop.load_keras(keras_weights(), 'l', units=8), ValueError,
+     r"`units` is 8, but `weights` holds the weights of a layer of H = 4 units"),
+    (lambda: interop.load_keras(keras_weights(), 'l', units='4'), TypeError,
+     r"`units` must be a positive int; received '4'"),
+    (lambda: interop.load_keras(GRU(keras_weights(3, (2, 3 * H)), units=H), 'l'), ValueError,
+     r"`weights` is a Keras GRU layer, but `cell` is 'lstm'; pass cell='gru'"),
+    (lambda: interop.load_keras(GRU(keras_weights(3, (2, 3 * H)), units=H), 'l', 'gru',
+                                units=5), ValueError,
+     r"`units=5` given, but the Keras layer's config has 4"),
+    (lambda: interop.load_keras(keras_weights(), 'l', layer='lstm'), TypeError,
+     r"`layer` picks a layer of a .weights.h5 file; `weights` is list"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru(),
+        backward_layer=serialized_gru(activation='relu', go_backwards=True)), 'b', 'gru'),
+     ValueError, r"nnlstm.Bidirectional builds both directions with the same options; the "
+     r"Keras layer's `activation` is 'tanh' forward, 'relu' backward"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru(), merge_mode='max'), 'b',
+        'gru'), ValueError,
+     r"`merge_mode` of the Keras Bidirectional layer is 'max'; nnlstm.Bidirectional merges "
+     r"with 'concat', 'sum', 'mul', 'ave' or None"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru(), wrapped=True), 'b', 'gru'),
+     TypeError, r"unexpected Bidirectional config key wrapped for cell 'gru'"),
+    (lambda: interop.load_keras(Bidirectional(
+        keras_weights(3, (2, 3 * H)) * 2, layer=serialized_gru()), 'b'), ValueError,
+     r"the Bidirectional's `layer` is a Keras GRU layer, but `cell` is 'lstm'"),
+    (lambda: interop.load_keras(keras_weights(3, (2, 3 * H)) * 2, 'b', 'gru',
+                                layer={'class_name': 'GRU'}), TypeError,
+     r"`layer` must be a serialized Keras layer"),
+    (lambda: interop.load_keras(Bidirectional(keras_weights(3, (2, 3 * H)) * 2 + [
+        np.zeros(1)], layer=serialized_gru()), 'b', 'gru'), ValueError,
+     r"a Bidirectional layer's weights list the forward layer's, then the backward layer's; "
+     r"`weights` holds 7"),
+    (lambda: interop.load_keras(GRU(keras_weights(3, (2, 3 * H)), units=H), 5, 'gru'),
+     TypeError, r"`name` must be a non-empty str; received 5"),
+]
+
+
+def test_arrays_of_no_variant_are_refused_naming_the_variants():
+    arrays = {'WzWrWn/affine/W': np.zeros((D, 3 * H)), 'UzUrUn/affine/W': np.zeros((H, 3 * H)),
+              'Un/affine/W': np.zeros((H, H))}
+    with pytest.raises(ValueError, match=r"`params` holds \['Un/affine/W', 'UzUrUn/affine/W', "
+                       r"'WzWrWn/affine/W'\], the parameters of no gru layer; a layer holds "
+                       r"one of: WzWrWn/affine/W, WzWrWn/affine/b, UzUrUn/affine/W, "
+                       r"UzUrUn/affine/b \(use_bias=True, reset_after=True\); "):
+        interop.to_keras(arrays, 'gru')
+
+
+@pytest.mark.parametrize('call,error,match', KERAS_CONFIG_ERRORS)
+def test_keras_config_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_keras_config_keys_that_do_not_change_the_weights_are_accepted(rng):
+    """Keras 2's `implementation` and `time_major`, initializers, call options: ignored;
+    the layer's `name` goes into the config, not into nnlstm's scope name."""
+    weights = [rng.randn(D, 3 * H), rng.randn(H, 3 * H), rng.randn(2, 3 * H)]
+    interop.load_keras(weights, 'g', 'gru', name='keras_gru', implementation=2,
+                       time_major=False, go_backwards=True, return_sequences=True,
+                       kernel_initializer={'class_name': 'GlorotUniform', 'config': {}},
+                       units=H, activation='tanh', recurrent_activation='sigmoid',
+                       use_cudnn='auto', dropout=0.5)
+    assert_same(scope_params('g'), interop.from_keras(weights, 'gru'))
+    layer = GRU(weights, name='dec', units=H, reset_after=True, use_bias=True)
+    interop.load_keras(layer, 'h', 'gru')
+    assert_same(scope_params('h'), scope_params('g'))
+    assert len(interop.save_keras('h', 'gru', **layer.get_config())) == 3
+
+
+def test_keras_bidirectional_loads_both_directions_or_neither(rng):
+    forward = [rng.randn(D, 3 * H), rng.randn(H, 3 * H), rng.randn(2, 3 * H)]
+    backward = [rng.randn(D, 3 * H), rng.randn(H, 3 * H), rng.randn(3 * H)]  # a bad bias
+    with pytest.raises(ValueError, match=r"`weights\[2\] \(bias\)` must have rank 2"):
+        interop.load_keras(Bidirectional(forward + backward, layer=serialized_gru()), 'b',
+                           'gru')
+    assert nn.get_parameters(grad_only=False) == {}
 
 
 @pytest.mark.parametrize('call,error,match', ERRORS)
