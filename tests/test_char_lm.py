@@ -463,3 +463,115 @@ def test_sampler_at_a_tiny_temperature_is_the_greedy_one(step_nnp, capsys):
     greedy = sample_text.main(['--nnp', str(step_nnp), '-n', '20', '--temperature', '0'])
     tiny = sample_text.main(['--nnp', str(step_nnp), '-n', '20', '--temperature', '1e-300'])
     assert tiny == greedy
+
+
+# --- data-parallel training, with a communicator stand-in (tests/commstub.py) --------------
+
+COMMSTUB = os.path.join(ROOT, 'tests', 'commstub.py')
+
+
+def test_shards_hold_every_stream_exactly_once():
+    for size in (1, 2, 3, 6):
+        shards = [char_lm.shard(6, types.SimpleNamespace(rank=r, size=size))
+                  for r in range(size)]
+        assert sorted(np.concatenate(shards).tolist()) == list(range(6))
+    np.testing.assert_array_equal(char_lm.shard(6), np.arange(6))
+    with pytest.raises(SystemExit, match='--batch-size 6 streams cannot be shared equally '
+                                         'among 4 processes: give a multiple of 4'):
+        char_lm.shard(6, types.SimpleNamespace(rank=0, size=4))
+
+
+def run_ranks(tmp_path, argvs):
+    """Run examples/char_lm.py as len(argvs) ranks joined by the stand-in communicator;
+    returns each rank's output."""
+    address = str(tmp_path / 'comm.sock')
+    if os.path.exists(address):
+        os.unlink(address)
+    procs = [subprocess.Popen([sys.executable, COMMSTUB, str(rank), str(len(argvs)), address,
+                               str(tmp_path / ('rank%d.npz' % rank))] + [str(a) for a in argv],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank, argv in enumerate(argvs)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log
+    return logs
+
+
+def gradient(args, vocab_size, train_ids, streams):
+    """The single-process gradient (and loss) of the first update over ``streams``, from
+    the parameters present."""
+    (x, t, loss, _), _ = char_lm.losses(vocab_size, args, len(streams))
+    length, _ = char_lm.stream_length(len(train_ids), args.batch_size, args.window)
+    offset = np.random.RandomState(args.seed).randint(args.window)
+    x.d, t.d = char_lm.window_at(train_ids, streams, args.window, length, offset, 0)
+    loss.forward()
+    for p in nn.get_parameters().values():
+        p.grad.zero()
+    loss.backward()
+    return [p.g.copy() for p in nn.get_parameters().values()] + [loss.d.copy()]
+
+
+def test_data_parallel_ranks_average_the_gradient_of_all_streams_and_only_rank_0_writes(
+        tmp_path):
+    text = tmp_path / 'tiny.txt'
+    text.write_text(''.join('def f%d(x):\n    return x * %d\n' % (k, k % 7) for k in range(60)),
+                    encoding='utf-8')
+    common = ['--text', text, '-b', 4, '--window', 6, '--embed', 5, '--units', 7,
+              '--val-interval', 2, '--log-interval', 2, '--val-fraction', 0.2,
+              '--dropout', 0, '--recurrent-dropout', 0, '--max-norm', 0.05]  # clipping on
+    out, elsewhere = tmp_path / 'lm', tmp_path / 'rank1'
+    logs = run_ranks(tmp_path, [['-o', out, '-i', 4] + common,
+                                ['-o', elsewhere, '-i', 4] + common])
+    assert '2 processes, 2 streams each' in logs[0] and 'trained iterations 1-4' in logs[0]
+    assert not elsewhere.exists()     # rank 1, given a folder of its own, wrote nothing
+    assert sorted(os.listdir(str(out / 'checkpoint'))) == [
+        'checkpoint_2.json', 'checkpoint_4.json', 'params_2.h5', 'params_4.h5',
+        'solver_2.h5', 'solver_4.h5']
+    for name in ('char_lm.nnp', 'vocab.json', 'char_lm_params.h5',
+                 'validation-perplexity.series.txt', 'training-loss.series.txt'):
+        assert (out / name).exists(), name
+
+    # The first update's gradients: each rank's is the gradient over its own two streams,
+    # and after all_reduce both hold the single-process gradient over all four.
+    args = char_lm.get_args([str(a) for a in ['-o', tmp_path / 'single', '-i', 4] + common])
+    nn.random.seed(args.seed)
+    chars, train_ids, _, _ = char_lm.corpus(args)
+    want = gradient(args, len(chars), train_ids, np.arange(4))
+    ranks = [np.load(str(tmp_path / ('rank%d.npz' % r))) for r in range(2)]
+    n = len(want)
+    for r, record in enumerate(ranks):
+        before = [record['arr_%d' % k] for k in range(n)]
+        after = [record['arr_%d' % (n + k)] for k in range(n)]
+        for got, expected in zip(before, gradient(args, len(chars), train_ids,
+                                                  np.arange(2 * r, 2 * r + 2))):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+        for got, expected in zip(after, want):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(ranks[0]['arr_0'], ranks[1]['arr_0'])   # other streams
+
+    # Two ranks train as one process does (no dropout; the clip sees the global norm):
+    # the same gradient norms and validation perplexity.
+    nn.clear_parameters()
+    single = char_lm.main([str(a) for a in ['-o', tmp_path / 'single', '-i', 4] + common])
+    two = json.loads((out / 'vocab.json').read_text(encoding='utf-8'))['validation_perplexity']
+    assert two == pytest.approx(single, rel=1e-4)
+    norms = [np.loadtxt(str(folder / 'gradient-norm.series.txt'))
+             for folder in (out, tmp_path / 'single')]
+    assert norms[0][:, 1].min() > 0.05
+    np.testing.assert_allclose(norms[0], norms[1], rtol=1e-4)
+
+    # --resume: both ranks read the checkpoint from the shared folder.
+    logs = run_ranks(tmp_path, [['-o', out, '-i', 6, '--resume'] + common] * 2)
+    assert 'resumed from iteration 4' in logs[0] and 'trained iterations 5-6' in logs[0]
+    assert 'resumed' not in logs[1]
+    assert json.loads(checkpoint(out, 6)[0].read_text())['iteration'] == 6
+
+
+def test_comm_without_the_cuda_extension_says_what_to_install(tmp_path):
+    if importlib.util.find_spec('nnabla_ext.cudnn') is not None:
+        pytest.skip('NNabla CUDA extension installed here')
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'char_lm.py'), '--comm',
+                          '-i', '1', '-o', str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    assert "pip install 'nnlstm[cuda]'" in out.stderr and 'Traceback' not in out.stderr
