@@ -674,10 +674,14 @@ def main(argv=None, comm=None):
             progress['iteration'] = i
             if writer:
                 last_checkpoint = save_checkpoint(folder, solver, progress, last_checkpoint)
-    say('trained iterations %d-%d in %.1f s (%d updates skipped for a non-finite gradient);'
-        ' best validation perplexity %.3f at iteration %s'
-        % (first, args.max_iter, time.time() - start, skipped, progress['best'],
-           progress.get('best_iteration')))
+    if first > args.max_iter:
+        say('nothing to train: the checkpoint is at iteration %d, --max-iter is %d'
+            % (first - 1, args.max_iter))
+    else:
+        say('trained iterations %d-%d in %.1f s (%d updates skipped for a non-finite '
+            'gradient); best validation perplexity %.3f at iteration %s'
+            % (first, args.max_iter, time.time() - start, skipped, progress['best'],
+               progress.get('best_iteration')))
     if not writer:
         return progress['best']
 
