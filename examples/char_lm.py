@@ -61,20 +61,20 @@ EMBED, LSTM, FC = 'embed', 'lm', 'fc'
 def number(kind, low, high=math.inf, low_open=False, high_open=False):
     """An argparse type: ``kind`` (int or float) within [low, high], an end excluded
     where ``*_open``; NaN and infinities are refused."""
+    noun = 'an integer' if kind is int else 'a finite number'
+    expected = ('%s %s %g' % (noun, '>' if low_open else '>=', low) if high == math.inf else
+                '%s in %s%g, %g%s' % (noun, '(' if low_open else '[', low, high,
+                                      ')' if high_open else ']'))
+
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError('expected %s; received %r'
-                                             % ('an integer' if kind is int else 'a number',
-                                                text)) from None
+            value = math.nan
         inside = ((value > low if low_open else value >= low)
                   and (value < high if high_open else value <= high))
         if not (math.isfinite(value) and inside):
-            raise argparse.ArgumentTypeError('expected a finite number in %s%g, %g%s; '
-                                             'received %r' % ('(' if low_open else '[', low,
-                                                              high, ')' if high_open else ']',
-                                                              text))
+            raise argparse.ArgumentTypeError('expected %s; received %r' % (expected, text))
         return value
     return parse
 

@@ -23,9 +23,10 @@ from nnabla.utils.nnp_graph import NnpLoader
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--context', '-c', default='cpu', help="'cpu', or 'cudnn'")
+    p.add_argument('--context', '-c', default='cpu', choices=('cpu', 'cuda', 'cudnn'),
+                   help="'cpu', or 'cudnn' with nnabla-ext-cuda120")
     p.add_argument('--device-id', '-d', default='0')
-    p.add_argument('--type-config', '-t', default='float')
+    p.add_argument('--type-config', '-t', default='float', choices=('float', 'half'))
     p.add_argument('--nnp', default='out/char_lm/char_lm.nnp', help='the exported step network')
     p.add_argument('--vocab', default=None, help="defaults to vocab.json beside --nnp")
     p.add_argument('--batch-size', '-b', type=int, default=1,
@@ -101,8 +102,13 @@ def main(argv=None):
         if not os.path.isfile(path):
             raise SystemExit('%s %s: no such file (examples/char_lm.py writes char_lm.nnp '
                              'and vocab.json)' % (option, path))
-    nn.set_default_context(get_extension_context(args.context, device_id=args.device_id,
-                                                 type_config=args.type_config))
+    try:
+        nn.set_default_context(get_extension_context(args.context, device_id=args.device_id,
+                                                     type_config=args.type_config))
+    except ImportError as e:
+        raise SystemExit("--context %s needs NNabla's CUDA extension (%s): pip install "
+                         "nnabla-ext-cuda120 (an NVIDIA GPU with CUDA 12 and cuDNN 8), or use "
+                         "--context cpu" % (args.context, e))
     chars, (network, input_name, output_name), pairs = read_vocab(args)
     index = {ch: k for k, ch in enumerate(chars)}
     unknown = sorted(set(args.prime) - set(chars))

@@ -402,10 +402,11 @@ def test_a_text_too_short_for_the_streams_says_how_long_it_must_be(tmp_path):
 
 
 @pytest.mark.parametrize('argv,match', [
-    (['-b', '0'], '--batch-size/-b: expected a finite number in'),
-    (['--window', '-3'], '--window: expected a finite number in'),
+    (['-b', '0'], "--batch-size/-b: expected an integer >= 1; received '0'"),
+    (['--window', '2.5'], "--window: expected an integer >= 1; received '2.5'"),
     (['--dropout', '1'], r'--dropout: expected a finite number in \[0, 1\)'),
-    (['--learning-rate', 'nan'], '--learning-rate: expected a finite number'),
+    (['--learning-rate', 'nan'], "--learning-rate: expected a finite number > 0; received"),
+    (['--max-norm', 'inf'], "--max-norm: expected a finite number > 0; received 'inf'"),
     (['--val-fraction', '0'], r'--val-fraction: expected a finite number in \(0, 1\)'),
     (['--comm', '-c', 'cpu'], '--comm needs --context cudnn'),
 ])
@@ -429,6 +430,13 @@ def step_nnp(trained):
 def test_sampler_refuses_bad_numbers(step_nnp, capsys, argv, match):
     assert run_main(sample_text, '--nnp', step_nnp, *argv) == 2
     assert match in capsys.readouterr().err
+
+
+def test_sampler_without_the_cuda_extension_says_what_to_install(step_nnp):
+    if importlib.util.find_spec('nnabla_ext.cudnn') is not None:
+        pytest.skip('NNabla CUDA extension installed here')
+    assert run_main(sample_text, '--nnp', step_nnp, '-c', 'cudnn').startswith(
+        "--context cudnn needs NNabla's CUDA extension")
 
 
 def test_sampler_names_the_missing_or_wrong_file(step_nnp, tmp_path, capsys):
