@@ -127,6 +127,9 @@ def test_readme_blocks_run_as_pasted_in_order(tmp_path, monkeypatch):
         '.venv', '.git', 'out', '__pycache__', '.pytest_cache', '*.egg-info'))
     (layout / 'run').write_text(STAND_IN % {'python': sys.executable})
     os.symlink(sys.prefix, str(layout / '.venv'))
+    shared = os.path.join(os.path.dirname(ROOT), 'shared')   # ../shared/golden, if there
+    if os.path.isdir(shared):
+        os.symlink(shared, str(tmp_path / 'shared'))
     monkeypatch.chdir(str(layout))
     session, ran, skipped = {'__name__': '__readme__'}, [], []
     for line, language, body, skip in readme_blocks():
