@@ -559,7 +559,10 @@ def main(argv=None, comm=None):
 
     shape = {'embed': args.embed, 'units': args.units, 'num_layers': args.num_layers}
     if args.resume and not checkpoints(folder):
-        raise SystemExit("--resume: no checkpoint in %s; run without --resume first" % folder)
+        older = os.path.exists(os.path.join(folder, 'checkpoint.json'))
+        raise SystemExit("--resume: no checkpoint in %s%s; run without --resume first"
+                         % (folder, ' (its checkpoint.json is the layout of an older '
+                            'char_lm.py, without checksums)' if older else ''))
     chars, train_ids, val_ids, source = corpus(
         args, load_vocab(vocab_path) if args.resume else None)
     streams = shard(args.batch_size, comm)
