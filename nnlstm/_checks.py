@@ -39,16 +39,19 @@ def shape_of(legend, **dims):
     return tuple(shape)
 
 
-def options(function, given, accepted):
+def options(function, given, accepted, owners=None):
     """Refuse every key of ``given`` not in ``accepted``: a TypeError naming ``function``
-    (the name the user called, e.g. 'LSTM'), the option, the closest accepted name and all
-    of them, as Python's own "did you mean"."""
+    (the name the user called, e.g. 'LSTM'), the option, and all accepted names; an option
+    that ``owners`` (``{option: 'LSTM, GRU'}``) knows elsewhere says where it applies, any
+    other the closest accepted name, as Python's own "did you mean"."""
     accepted = sorted(accepted)
     for option in given:
         if option in accepted:
             continue
         close = difflib.get_close_matches(str(option), accepted, n=1)
         hint = "; did you mean %r?" % close[0] if close else ""
+        if owners and option in owners:
+            hint = ": it is an option of %s, not of %s()" % (owners[option], function)
         raise TypeError("%s() got an unexpected option %r%s (%s() accepts: %s)"
                         % (function, option, hint, function, ', '.join(accepted)))
     return given

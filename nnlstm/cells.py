@@ -116,7 +116,7 @@ class Core:
 
     def __init__(self, input_size, units, differentiable=True, **options):
         kind = self.kind
-        _checks.options(type(self).__name__, options, kind.options)
+        kind.check_options(type(self).__name__, options)
         options = dict(kind.options, **options)
         for option, default in kind.options.items():
             if isinstance(default, bool):
@@ -272,7 +272,7 @@ class SimpleRNNCore(Core):
 
 def _step(core_type, function, x, states, name, options):
     """Check one step's arguments, build the core in scope ``name``, run one step."""
-    _checks.options(function, options, core_type.kind.options)
+    core_type.kind.check_options(function, options)
     _checks.nonempty(x, 'x', '(B, D)')
     fields = core_type.kind.state._fields
     units = _checks.nonempty(states[0], fields[0], '(B, H)').shape[1]

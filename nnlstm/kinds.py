@@ -12,6 +12,7 @@ docstring (:func:`parameter_doc`), as NNabla's ``parametric_function_api`` does.
 """
 from typing import Callable, NamedTuple, Optional, Tuple
 
+from . import _checks
 from ._checks import rank_of, shape_of
 from .cells import (GRUCell, GRUCore, HiddenState, LSTMCell, LSTMCore, LSTMState,
                     SimpleRNNCell, SimpleRNNCore)
@@ -97,6 +98,11 @@ class CellKind(NamedTuple):
         return {p.name: shape_of(p.legend, D=input_size, H=units)
                 for p in self.params if p.exists(options)}
 
+    def check_options(self, function, given):
+        """Refuse the options of ``given`` this kind's cell does not take, naming
+        ``function`` (the one the user called) and where a refused option applies."""
+        return _checks.options(function, given, self.options, owners())
+
 
 _BIAS = When(use_bias=True)
 
@@ -133,6 +139,15 @@ def kind_of(layer, arg='layer'):
     if not isinstance(kind, CellKind):
         raise TypeError("`%s` must be %s; received %r" % (arg, layer_names(), layer))
     return kind
+
+
+def owners():
+    """``{option: 'LSTM, GRU'}``: the layers whose cells take each cell option."""
+    names = {}
+    for kind in KINDS.values():
+        for option in kind.options:
+            names.setdefault(option, []).append(kind.layer_name)
+    return {option: ', '.join(layers) for option, layers in names.items()}
 
 
 def layer_names():

@@ -13,7 +13,7 @@ import nnabla.parameter
 from . import _checks, gates
 from .carry import Carry
 from .cells import LSTMState, differentiable
-from .kinds import KINDS, kind_of, parameter_doc
+from .kinds import KINDS, owners, parameter_doc
 from .process import BUILD_LOCK
 from .unroll import stack_time, unroll
 
@@ -192,7 +192,7 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
            go_backwards, time_major, lengths, options):
     """The body of every layer function: ``function`` is the public one the user called."""
     kind = function.cell_kind
-    _checks.options(function.__name__, options, accepted(function, layer_options(kind)))
+    check_options(function.__name__, options, accepted(function, layer_options(kind)))
     check_flags(return_sequences=return_sequences, return_state=return_state,
                 go_backwards=go_backwards, time_major=time_major)
     layer, cell_options = split_options(kind, options)
@@ -221,6 +221,14 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
 def layer_options(kind):
     """The ``**options`` a layer of ``kind`` takes: :data:`LAYER_OPTIONS` and its cell's."""
     return set(LAYER_OPTIONS) | set(kind.options)
+
+
+def check_options(function, given, names):
+    """Refuse the options of ``given`` not in ``names``, naming ``function`` and, for a
+    cell or layer option, the layers that take it."""
+    every = ', '.join(k.layer_name for k in KINDS.values())
+    _checks.options(function, given, names, dict(owners(), **dict.fromkeys(LAYER_OPTIONS,
+                                                                           every)))
 
 
 LAYER_ARGS = """

@@ -9,7 +9,7 @@ import nnabla.functions as F
 
 from . import _checks
 from .kinds import kind_of, layer_names
-from .layers import accepted, check_flags, layer_options, run, scope, split_options, stack
+from .layers import accepted, check_flags, check_options, layer_options, run, scope, split_options, stack
 
 MERGES = {
     'concat': lambda a, b: F.concatenate(a, b, axis=a.ndim - 1),
@@ -60,8 +60,8 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
     if 'go_backwards' in layer_kwargs:
         raise ValueError("`go_backwards` is not an option of Bidirectional: it runs both "
                          "directions")
-    _checks.options('Bidirectional', layer_kwargs,
-                    accepted(Bidirectional, bidirectional_options(kind)))
+    check_options('Bidirectional', layer_kwargs,
+                  accepted(Bidirectional, bidirectional_options(kind)))
     check_flags(return_sequences=return_sequences, return_state=return_state,
                 time_major=time_major)
     if merge_mode is not None:
@@ -143,7 +143,7 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
         >>> y = nnlstm.Stacked(nnlstm.LSTM, x, 64, num_layers=2, dropout=0.3)
     """
     inner = stacked_layer(layer)
-    _checks.options('Stacked', layer_kwargs, accepted(Stacked, inner))
+    check_options('Stacked', layer_kwargs, accepted(Stacked, inner))
     num_layers = _checks.positive_int(num_layers, 'num_layers')
     _checks.probability(dropout, 'dropout')
     check_flags(return_sequences=return_sequences, return_state=return_state)

@@ -131,3 +131,15 @@ if __name__ == '__main__':
     if sys.argv[1:] != ['--write']:
         sys.exit(__doc__)
     write()
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_docstrings_state_the_parameters_of_the_table(kind):
+    """The "Parameters" section of the layer's, the cell's and the core's docstring is
+    written from the kind's table (NNabla's parametric_function_api), one line each."""
+    record = KINDS[kind]
+    layer = getattr(nnlstm, record.layer_name)
+    for fn in (layer, record.cell, record.core):
+        for p in record.params:
+            assert '* ``%s``: %s' % (p.name, p.legend) in fn.__doc__, (fn, p.name)
+    assert "``{name}/``" in layer.__doc__
