@@ -105,20 +105,30 @@ def ensure_stack(steps):
 
     Raises the process's soft ``RLIMIT_STACK`` to :func:`stack_needed` (Linux grows the main
     thread's stack on demand up to the current soft limit, whichever thread raised it, so a
-    graph built in a worker and freed by the main thread is covered). A thread other than
-    the main one has a fixed stack: if it is smaller than needed, a RuntimeWarning says how
-    to start the thread (``threading.stack_size``)."""
+    graph built in a worker and freed by the main thread is covered). A RuntimeWarning says
+    when the stack of the calling thread stays too small: a thread other than the main one
+    has a fixed stack (start it after ``threading.stack_size(...)``), and the main thread's
+    limit may be capped by the hard limit or left alone (``raise_stack_limit`` False)."""
     need = stack_needed(steps)
-    if raise_stack_limit and resource is not None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-        if soft != resource.RLIM_INFINITY and soft < need:
-            resource.setrlimit(resource.RLIMIT_STACK, (
-                need if hard == resource.RLIM_INFINITY else min(need, hard), hard))
+    if resource is None:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if raise_stack_limit and soft != resource.RLIM_INFINITY and soft < need:
+        soft = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
     own = thread_stack_size()
+    if own is None and threading.current_thread() is threading.main_thread():
+        own = None if soft == resource.RLIM_INFINITY else soft
+        where = "the main thread's stack limit is"
+    else:
+        where = "this thread has"
     if own is not None and own < need:
-        warnings.warn("a graph of %d steps needs about %d bytes of stack, and this thread has "
-                      "%d: run it in a thread created after threading.stack_size(%d)"
-                      % (steps, need, own, need), RuntimeWarning, stacklevel=3)
+        warnings.warn("a graph of %d steps needs about %d bytes of stack, and %s %d: run "
+                      "it in a thread created after threading.stack_size(%d)%s"
+                      % (steps, need, where, own, need,
+                         '' if raise_stack_limit else
+                         ' (nnlstm.process.raise_stack_limit is off)'),
+                      RuntimeWarning, stacklevel=3)
 
 
 #: Held (re-entrantly) by every nnlstm builder while it changes NNabla's global parameter
