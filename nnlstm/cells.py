@@ -22,7 +22,7 @@ import numpy as np
 import nnabla as nn
 import nnabla.functions as F
 from nnabla.parameter import get_parameter, get_parameter_or_create
-import nnabla.random
+import nnabla.parameter
 
 from . import _checks, gates, initializers, process
 

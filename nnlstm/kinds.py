@@ -71,9 +71,6 @@ COMMON_OPTIONS = {
     'fix_parameters': False,
 }
 
-#: Options that must be bools, wherever a kind accepts them.
-FLAGS = ('use_bias', 'fix_parameters', 'unit_forget_bias', 'reset_after')
-
 #: What each role's default initializer is, for the docstrings.
 ROLE_DOC = {'kernel': 'Glorot uniform', 'recurrent': 'orthogonal',
             'kernel+recurrent': 'rows [x; h]: Glorot uniform over x, orthogonal over h',
@@ -173,4 +170,4 @@ for _kind in KINDS.values():
     _kind.core.kind = _kind  # each core creates its parameters from its record
     for _fn in (_kind.core, _kind.cell):
         if _fn.__doc__:
-            _fn.__doc__ += parameter_doc(_kind, '    ' if _fn is _kind.cell else '    ')
+            _fn.__doc__ += parameter_doc(_kind)

@@ -150,12 +150,11 @@ def use_fused(fused, kind, go_backwards, time_major, lengths, options):
     return cudnn and training and not blockers
 
 
-def fused_lstm(inputs, units, initial_state, name, stateful=None, cell_options=None):
-    """The LSTM layer as one NNabla ``F.lstm`` (cuDNN's on a GPU) reading nnlstm's own
-    parameters, the gate blocks reordered in the graph. Only called when
-    :func:`fusion_blockers` finds nothing, so there is no dropout. Returns
+def fused_lstm(kind, inputs, units, initial_state, name, stateful=None, cell_options=None):
+    """The LSTM layer (``kind.fused == 'lstm'``) as one NNabla ``F.lstm`` (cuDNN's on a GPU)
+    reading nnlstm's own parameters, the gate blocks reordered in the graph. Only called
+    when :func:`fusion_blockers` finds nothing, so there is no dropout. Returns
     ``(y_seq (B, T, H), LSTMState)``."""
-    kind = KINDS['lstm']
     core, state, _ = prepare(kind, inputs, units, initial_state, name, stateful=stateful,
                              cell_options=cell_options)
     batch, dim, units = inputs.shape[0], core.input_size, core.units
@@ -198,7 +197,7 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
     layer, cell_options = split_options(kind, options)
     _checks.flag(layer['training'], 'training', optional=True)
     if use_fused(layer['fused'], kind, go_backwards, time_major, lengths, options):
-        sequence, final = fused_lstm(inputs, units, initial_state, name, layer['stateful'],
+        sequence, final = fused_lstm(kind, inputs, units, initial_state, name, layer['stateful'],
                                      cell_options)
         y = sequence if return_sequences else final.h
         return (y,) + tuple(final) if return_state else y

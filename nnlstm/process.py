@@ -14,7 +14,8 @@
    ``NNLSTM_NO_STACK_LIMIT=1`` or ``nnlstm.process.raise_stack_limit = False``.
 
 And one process-wide lock: NNabla's parameter scope is global, not per thread, so
-nnlstm's builders hold :data:`BUILD_LOCK` (re-entrant) while they change it; NNabla's own ``PF`` calls in other threads do not take it.
+nnlstm's builders hold :data:`BUILD_LOCK` (re-entrant) while they change it; NNabla's own
+``PF`` calls in other threads do not take it.
 """
 import ctypes
 import os

@@ -9,7 +9,8 @@ import nnabla.functions as F
 
 from . import _checks
 from .kinds import kind_of, layer_names
-from .layers import accepted, check_flags, check_options, layer_options, run, scope, split_options, stack
+from .layers import (accepted, check_flags, check_options, layer_options, run, scope,
+                     split_options, stack)
 
 MERGES = {
     'concat': lambda a, b: F.concatenate(a, b, axis=a.ndim - 1),
@@ -147,6 +148,9 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
     num_layers = _checks.positive_int(num_layers, 'num_layers')
     _checks.probability(dropout, 'dropout')
     check_flags(return_sequences=return_sequences, return_state=return_state)
+    if initial_state is not None and not isinstance(initial_state, (list, tuple)):
+        raise TypeError("`initial_state` must be a list with one state per layer; received %s"
+                        % type(initial_state).__name__)
     if initial_state is not None and len(initial_state) != num_layers:
         raise ValueError("`initial_state` must hold one state per layer, %d; received %d"
                          % (num_layers, len(initial_state)))

@@ -186,6 +186,8 @@ def test_cell_flags_must_be_bools(call, flag):
                                               merge_mode=None), x(), H,
                             return_sequences=True), ValueError,
      r"a stacked Bidirectional layer needs a `merge_mode`; received None in functools"),
+    (lambda: nnlstm.Stacked(nnlstm.GRU, x(), H, initial_state=s()), TypeError,
+     r"`initial_state` must be a list with one state per layer; received Variable"),
     (lambda: nnlstm.Stacked(BI, x(), H, merge_mode=None), ValueError,
      r"a stacked Bidirectional layer needs a `merge_mode`; received None"),
 ])

@@ -87,7 +87,7 @@ def test_the_kinds_tables_are_what_the_layers_create(case):
     assert {'m/' + k: list(v) for k, v in table.items()} == built(case)
 
 
-LEGACY = os.path.join(HERE, 'data', 'legacy_parameters.h5')
+LEGACY = os.path.join(HERE, 'data', 'legacy', 'parameters.h5')
 
 
 def test_a_parameter_file_of_b4646b0_loads_unchanged_and_gives_its_outputs():
@@ -97,7 +97,7 @@ def test_a_parameter_file_of_b4646b0_loads_unchanged_and_gives_its_outputs():
         import write_legacy_parameters as legacy
     finally:
         sys.path.pop(0)
-    want = np.load(os.path.join(HERE, 'data', 'legacy_outputs.npz'))
+    want = np.load(os.path.join(HERE, 'data', 'legacy', 'outputs.npz'))
     nn.load_parameters(LEGACY)
     before = {k: v.d.copy() for k, v in nn.get_parameters(grad_only=False).items()}
     x = nn.Variable.from_numpy_array(want['x'])

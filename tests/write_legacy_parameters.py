@@ -1,4 +1,4 @@
-"""Write tests/data/legacy_parameters.h5 and legacy_outputs.npz with the code checked out.
+"""Write tests/data/legacy/parameters.h5 and outputs.npz with the code checked out.
 
 Run once, at b4646b0's behaviour (before the cell-kind registry changed how cores create their
 parameters), and committed: tests/test_parameters.py then checks that today's layers load that
@@ -48,8 +48,8 @@ def main():
     x = nn.Variable.from_numpy_array(inputs())
     out = build(x)
     F.sink(*out.values()).forward()
-    nnlstm.save_parameters(os.path.join(HERE, 'data', 'legacy_parameters.h5'))
-    np.savez(os.path.join(HERE, 'data', 'legacy_outputs.npz'),
+    nnlstm.save_parameters(os.path.join(HERE, 'data', 'legacy', 'parameters.h5'))
+    np.savez(os.path.join(HERE, 'data', 'legacy', 'outputs.npz'),
              x=x.d, **{k: v.d for k, v in out.items()})
 
 
