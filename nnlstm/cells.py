@@ -10,6 +10,9 @@ NamedTuple of (B, H) Variables. ``core.zero_state(x_t)`` computes zeros from the
 itself, so a graph built without an ``initial_state`` reads no state Variable (an exported
 ``.nnp`` has no extra input and keeps a variable batch size).
 
+Which parameters a core creates, their shapes and initializers, come from its kind's table
+in :mod:`nnlstm.kinds` (``Core.create``); the cores here hold the equations only.
+
 Every affine reads its parameters themselves, never a reshaped or sliced view of them:
 NNabla's ONNX exporter requires it. Gate blocks come out of one affine as (B, kH), are
 reshaped to (B, k, H) and separated by one ``F.split``.

@@ -45,7 +45,7 @@ def accepted(function, options=()):
             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} | set(options)
 
 
-def split_options(kind, options):
+def split_options(options):
     """``options`` (checked already) as ``(layer options with defaults, cell options)``."""
     layer = {k: options.get(k, v) for k, v in LAYER_OPTIONS.items()}
     return layer, {k: v for k, v in options.items() if k not in LAYER_OPTIONS}
@@ -76,7 +76,7 @@ def prepare(kind, inputs, units, initial_state, name, time_major=False, lengths=
 
 def run(kind, inputs, units, initial_state=None, name='rnn', reverse=False, time_major=False,
         lengths=None, dropout=0.0, recurrent_dropout=0.0, training=None, stateful=None,
-        fused=None, cell_options=None):
+        cell_options=None):
     """Check the arguments, build the core in scope ``name`` and unroll it.
 
     Returns ``(outputs, final_state, lengths)``: outputs and final state as
@@ -194,9 +194,9 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
     check_options(function.__name__, options, accepted(function, layer_options(kind)))
     check_flags(return_sequences=return_sequences, return_state=return_state,
                 go_backwards=go_backwards, time_major=time_major)
-    layer, cell_options = split_options(kind, options)
+    layer, cell_options = split_options(options)
     _checks.flag(layer['training'], 'training', optional=True)
-    if use_fused(layer['fused'], kind, go_backwards, time_major, lengths, options):
+    if use_fused(layer.pop('fused'), kind, go_backwards, time_major, lengths, options):
         sequence, final = fused_lstm(kind, inputs, units, initial_state, name, layer['stateful'],
                                      cell_options)
         y = sequence if return_sequences else final.h

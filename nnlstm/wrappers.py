@@ -77,7 +77,7 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
         states = (initial_state[:fields], initial_state[fields:])
         if fields == 1:
             states = (states[0][0], states[1][0])
-    options, cell_options = split_options(kind, layer_kwargs)
+    options, cell_options = split_options(layer_kwargs)
     del options['fused']
     ys, finals = [], []
     with scope(name):
