@@ -143,3 +143,18 @@ def test_docstrings_state_the_parameters_of_the_table(kind):
         for p in record.params:
             assert '* ``%s``: %s' % (p.name, p.legend) in fn.__doc__, (fn, p.name)
     assert "``{name}/``" in layer.__doc__
+
+
+def test_the_readme_states_the_tables_shapes():
+    """README's parameter paragraph is typed by hand: every name and shape it gives must be
+    a row of a kind's table."""
+    import re
+    with open(os.path.join(HERE, '..', 'README.md')) as f:
+        text = f.read()
+    rows = {(p.name, p.legend) for k in KINDS.values() for p in k.params}
+    stated = re.findall(r'`(?:\{name\}/)?(\w+/affine/(?:W|b|\{W,b\}))`\s+\(([^)]*)\)', text)
+    assert len(stated) >= 6
+    for name, legend in stated:
+        names = [name.replace('{W,b}', 'W')] if '{W,b}' in name else [name]
+        for n in names:
+            assert (n, '(%s)' % legend) in rows, (n, legend)
