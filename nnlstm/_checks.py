@@ -1,8 +1,60 @@
-"""Argument checks shared by the layers: each raises a message naming the argument,
-what was expected and what was received."""
-import numbers
+"""Argument checks, written once for every public function of nnlstm: each raises a message
+naming the argument, what was expected and what was received.
 
+Shape legends spell shapes in the letters B batch, T time steps, D input features, H units:
+``'(B, H)'``, ``'(D + H, 4H)'``, ``'(4H,)'``; :func:`rank_of` and :func:`shape_of` read them.
+"""
+import difflib
+import numbers
+import re
+
+import numpy as np
 import nnabla as nn
+
+_TERM = re.compile(r'^\s*(\d*)\s*([A-Z])\s*$')
+
+
+def _axes(legend):
+    return [a for a in legend.strip().strip('()').split(',') if a.strip()]
+
+
+def rank_of(legend):
+    """The rank a legend spells: ``'(D + H, 4H)'`` 2, ``'(4H,)'`` 1, ``'(B, H)'`` 2."""
+    return len(_axes(legend))
+
+
+def shape_of(legend, **dims):
+    """The shape a legend spells for the given dimensions: ``shape_of('(D + H, 4H)', D=3,
+    H=5) == (8, 20)``. Each axis is a sum of terms, each an optional integer times one
+    letter."""
+    shape = []
+    for axis in _axes(legend):
+        size = 0
+        for term in axis.split('+'):
+            m = _TERM.match(term)
+            if m is None or m.group(2) not in dims:
+                raise ValueError("cannot read the shape legend %r" % legend)
+            size += int(m.group(1) or 1) * dims[m.group(2)]
+        shape.append(size)
+    return tuple(shape)
+
+
+def options(function, given, accepted, owners=None):
+    """Refuse every key of ``given`` not in ``accepted``: a TypeError naming ``function``
+    (the name the user called, e.g. 'LSTM'), the option, and all accepted names; an option
+    that ``owners`` (``{option: 'LSTM, GRU'}``) knows elsewhere says where it applies, any
+    other the closest accepted name, as Python's own "did you mean"."""
+    accepted = sorted(accepted)
+    for option in given:
+        if option in accepted:
+            continue
+        close = difflib.get_close_matches(str(option), accepted, n=1)
+        hint = "; did you mean %r?" % close[0] if close else ""
+        if owners and option in owners:
+            hint = ": it is an option of %s, not of %s()" % (owners[option], function)
+        raise TypeError("%s() got an unexpected option %r%s (%s() accepts: %s)"
+                        % (function, option, hint, function, ', '.join(accepted)))
+    return given
 
 
 def variable(value, arg):
@@ -10,6 +62,25 @@ def variable(value, arg):
         raise TypeError("`%s` must be an nnabla.Variable; received %s"
                         % (arg, type(value).__name__))
     return value
+
+
+def name(value, arg='name', optional=False):
+    """A parameter-scope name: a non-empty str (or None when ``optional``)."""
+    if value is None and optional:
+        return value
+    if not isinstance(value, str) or not value:
+        raise TypeError("`%s` must be a non-empty str%s; received %r"
+                        % (arg, ' or None' if optional else '', value))
+    return value
+
+
+def flag(value, arg, optional=False):
+    """A bool (or None when ``optional``): a string such as 'False' is refused, not read as
+    true."""
+    if (value is None and optional) or isinstance(value, (bool, np.bool_)):
+        return None if value is None else bool(value)
+    raise TypeError("`%s` must be True or False%s; received %s %r"
+                    % (arg, ' (or None)' if optional else '', type(value).__name__, value))
 
 
 def positive_int(value, arg):
@@ -33,9 +104,18 @@ def probability(value, arg):
 def rank(value, arg, legend):
     """Check that ``value`` is a Variable of the rank of ``legend``, e.g. '(B, H)'."""
     variable(value, arg)
-    if value.ndim != legend.count(',') + 1:
+    if value.ndim != rank_of(legend):
         raise ValueError("`%s` must have rank %d, %s; received shape %s"
-                         % (arg, legend.count(',') + 1, legend, tuple(value.shape)))
+                         % (arg, rank_of(legend), legend, tuple(value.shape)))
+    return value
+
+
+def nonempty(value, arg, legend):
+    """Check a Variable of the rank of ``legend`` with no axis of size 0."""
+    rank(value, arg, legend)
+    if 0 in value.shape:
+        raise ValueError("`%s` has an empty axis: shape %s, expected %s with every size >= 1"
+                         % (arg, tuple(value.shape), legend))
     return value
 
 
@@ -66,8 +146,71 @@ def sequence(inputs, arg, time_major=False):
     return b, t, d
 
 
+def state(value, state_type, batch, units, arg='initial_state'):
+    """Check a recurrent state against ``state_type``'s fields, each (B, H); None stays
+    None. A one-field state is the Variable itself (or a 1-tuple of it)."""
+    if value is None:
+        return None
+    fields = state_type._fields
+    if len(fields) == 1:  # GRU, SimpleRNN: the one Variable h0
+        if isinstance(value, (tuple, list)) and len(value) == 1:
+            value = value[0]
+        variable(value, arg)
+        return state_type(shape(value, '%s (%s0)' % (arg, fields[0]), (batch, units),
+                                '(B, units)'))
+    names = ', '.join(f + '0' for f in fields)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError("`%s` must be a tuple (%s) of Variables (B, H); received %s"
+                        % (arg, names, type(value).__name__))
+    if len(value) != len(fields):
+        raise ValueError("`%s` must hold %d Variables (%s); received %d"
+                         % (arg, len(fields), names, len(value)))
+    return state_type(*[
+        shape(v, '%s[%d] (%s0)' % (arg, k, f), (batch, units), '(B, units)')
+        for k, (f, v) in enumerate(zip(fields, value))])
+
+
+def lengths(value, batch, steps):
+    """``lengths`` as a (B,) Variable or None; an array's values are checked to be whole
+    numbers in [0, T] (a Variable's are floored in the graph, see
+    :func:`nnlstm.unroll.length_masks`)."""
+    if value is None or isinstance(value, nn.Variable):
+        if value is not None and tuple(value.shape) != (batch,):
+            raise ValueError("`lengths` has shape %s; expected (B,) = (%d,)"
+                             % (tuple(value.shape), batch))
+        return value
+    values = np.asarray(value)
+    if values.shape != (batch,) or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError("`lengths` must be (B,) = (%d,) ints; received %s %s"
+                         % (batch, values.dtype, values.shape))
+    if values.min() < 0 or values.max() > steps:
+        raise ValueError("`lengths` must lie in [0, T] = [0, %d]; received %s"
+                         % (steps, values.tolist()))
+    return nn.Variable.from_numpy_array(values.astype(np.float32))
+
+
+def rng(value, arg='rng'):
+    """A random generator for initializers: None (NNabla's ``nnabla.random.prng``, read
+    now), an int seed (a new ``numpy.random.RandomState(seed)``, as Keras' ``seed``) or a
+    ``numpy.random.RandomState``/``Generator``."""
+    if value is None:
+        return nn.random.prng
+    if isinstance(value, (np.random.RandomState, np.random.Generator)):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("`%s` as a seed must be >= 0; received %r" % (arg, value))
+        return np.random.RandomState(int(value))
+    raise TypeError("`%s` must be None, an int seed or a numpy.random.RandomState; "
+                    "received %s %r" % (arg, type(value).__name__, value))
+
+
 def choice(value, arg, choices):
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # unhashable
+        known = False
+    if not known:
         raise ValueError("`%s` must be one of %s; received %r"
                          % (arg, ', '.join(repr(c) for c in choices), value))
     return value

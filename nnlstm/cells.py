@@ -10,20 +10,24 @@ NamedTuple of (B, H) Variables. ``core.zero_state(x_t)`` computes zeros from the
 itself, so a graph built without an ``initial_state`` reads no state Variable (an exported
 ``.nnp`` has no extra input and keeps a variable batch size).
 
+Which parameters a core creates, their shapes and initializers, come from its kind's table
+in :mod:`nnlstm.kinds` (``Core.create``); the cores here hold the equations only.
+
 Every affine reads its parameters themselves, never a reshaped or sliced view of them:
 NNabla's ONNX exporter requires it. Gate blocks come out of one affine as (B, kH), are
 reshaped to (B, k, H) and separated by one ``F.split``.
 """
 import contextlib
+import functools
 from typing import NamedTuple
 
 import numpy as np
 import nnabla as nn
 import nnabla.functions as F
 from nnabla.parameter import get_parameter, get_parameter_or_create
-import nnabla.random
+import nnabla.parameter
 
-from . import _checks, gates
+from . import _checks, gates, initializers, process
 
 
 class LSTMState(NamedTuple):
@@ -50,41 +54,15 @@ def activation_fn(value, arg):
     """Resolve a Keras-style activation: a name from :data:`ACTIVATIONS` or a callable."""
     if callable(value):
         return value
+    if not (value is None or isinstance(value, str)):
+        raise TypeError("`%s` must be a callable or one of %s; received %s %r"
+                        % (arg, ', '.join(repr(k) for k in ACTIVATIONS), type(value).__name__,
+                           value))
     if value not in ACTIVATIONS:
         raise ValueError("`%s` must be a callable or one of %s; received %r"
                          % (arg, ', '.join(repr(k) for k in ACTIVATIONS), value))
     fn = ACTIVATIONS[value]
     return fn if fn is not None else (lambda v: v)
-
-
-def glorot_uniform(shape, rng):
-    """Keras' default kernel initializer: U(-l, l), l = sqrt(6 / (fan_in + fan_out))."""
-    limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-    return rng.uniform(-limit, limit, shape)
-
-
-def orthogonal(shape, rng):
-    """Keras' default recurrent initializer: a (H, kH) matrix with orthonormal rows."""
-    rows, cols = shape
-    a = rng.normal(0.0, 1.0, (max(rows, cols), min(rows, cols)))
-    q, r = np.linalg.qr(a)
-    q *= np.sign(np.diag(r))
-    return q.T if rows < cols else q
-
-
-def initial_value(initializer, shape, arg, default, rng):
-    """An initializer argument as an array of ``shape``: an array, a callable taking the
-    shape (any ``nnabla.initializer``), or None for ``default(shape, rng)``."""
-    if initializer is None:
-        value = default(shape, rng)
-    elif callable(initializer):
-        value = initializer(shape)
-    else:
-        value = initializer
-    value = np.asarray(value, dtype=np.float32)
-    if value.shape != tuple(shape):
-        raise ValueError("`%s` gives shape %s; expected %s" % (arg, value.shape, tuple(shape)))
-    return value
 
 
 def parameter(name, shape, legend, init, fix_parameters):
@@ -129,37 +107,80 @@ def sub(a, b):
 
 
 class Core:
-    """What every cell core shares: options, initializers, parameters, the zero state."""
-    kind = None
-    state_type = HiddenState
+    """What every cell core shares: options, parameters made from the kind's table, the
+    zero state.
 
-    def __init__(self, input_size, units, activation='tanh', recurrent_activation='sigmoid',
-                 use_bias=True, kernel_initializer=None, recurrent_initializer=None,
-                 bias_initializer=None, rng=None, fix_parameters=False, differentiable=True):
-        self.input_size, self.units = input_size, units
+    ``kind`` is the core's :class:`nnlstm.kinds.CellKind` (``nnlstm.kinds`` binds it);
+    ``params`` the tuple of its parameters in the order of ``kind.params``, None for those
+    the options leave out. ``options`` are the kind's cell options (``kind.options``);
+    ``differentiable`` False builds the inference-only products (:func:`product`).
+    """
+    kind = None
+
+    def __init__(self, input_size, units, differentiable=True, **options):
+        kind = self.kind
+        kind.check_options(type(self).__name__, options)
+        options = dict(kind.options, **options)
+        for option, default in kind.options.items():
+            if isinstance(default, bool):
+                _checks.flag(options[option], option)
+        self.input_size = _checks.positive_int(input_size, 'input_size')
+        self.units = _checks.positive_int(units, 'units')
+        self.state_type = kind.state
         self.mul = product(differentiable)
         self.view = differentiable  # see blocks()
-        self.act = activation_fn(activation, 'activation')
-        self.ract = activation_fn(recurrent_activation, 'recurrent_activation')
-        self.use_bias = use_bias
-        self.inits = (kernel_initializer, recurrent_initializer, bias_initializer)
-        self.rng = rng or nnabla.random.prng
-        self.fix = fix_parameters
+        self.act = activation_fn(options['activation'], 'activation')
+        if 'recurrent_activation' in options:
+            self.ract = activation_fn(options['recurrent_activation'], 'recurrent_activation')
+        self.rng = _checks.rng(options['rng'])
+        self.options = options
+        self.params = self.create()
 
-    def kernel(self, shape):
-        return initial_value(self.inits[0], shape, 'kernel_initializer', glorot_uniform,
-                             self.rng)
+    def create(self):
+        """Get or create every parameter of ``kind.params`` that the options call for, each
+        initialized by its role: ``kernel`` (``kernel_initializer``, Glorot uniform),
+        ``recurrent`` (``recurrent_initializer``, orthogonal), ``kernel+recurrent`` (rows
+        ``[x; h]`` of the two), ``bias`` (``bias_initializer``, zeros; the forget gate's
+        block 1 with ``unit_forget_bias``). Initial values are drawn only for parameters
+        that do not exist yet."""
+        dims = dict(D=self.input_size, H=self.units)
+        wholes, offsets, params = {}, {}, []
+        for spec in self.kind.params:
+            if not spec.exists(self.options):
+                params.append(None)
+                continue
+            shape = _checks.shape_of(spec.legend, **dims)
+            init = functools.partial(self.initial, spec.role)
+            if spec.whole is not None:  # a column block of one initial matrix
+                start = offsets.get(spec.whole, 0)
+                offsets[spec.whole] = start + shape[1]
+                init = functools.partial(self.cut, wholes, spec, start,
+                                         _checks.shape_of(spec.whole, **dims))
+            params.append(parameter(spec.name, shape, spec.legend, init,
+                                    self.options['fix_parameters']))
+        return tuple(params)
 
-    def recurrent(self, shape):
-        return initial_value(self.inits[1], shape, 'recurrent_initializer', orthogonal,
-                             self.rng)
+    def initial(self, role, shape):
+        """The initial value of a parameter of ``role`` and ``shape``."""
+        if role == 'kernel+recurrent':  # rows [x; h]
+            d, cols = self.input_size, shape[1]
+            return np.concatenate([self.initial('kernel', (d, cols)),
+                                   self.initial('recurrent', (shape[0] - d, cols))])
+        arg = role + '_initializer'
+        value = initializers.initial_value(self.options[arg], shape, arg,
+                                           initializers.DEFAULTS[role], self.rng)
+        if role == 'bias' and self.options.get('unit_forget_bias'):
+            h = self.units
+            f = gates.index(self.kind.name, 'nnlstm', 'f')
+            value[f * h:(f + 1) * h] = 1.0
+        return value
 
-    def bias(self, shape):
-        return initial_value(self.inits[2], shape, 'bias_initializer',
-                             lambda shape, rng: np.zeros(shape), self.rng)
-
-    def param(self, name, shape, legend, init):
-        return parameter(name, shape, legend, init, self.fix)
+    def cut(self, wholes, spec, start, whole_shape, shape):
+        """Columns ``start:start + shape[1]`` of the one initial matrix ``spec.whole``,
+        drawn once per core."""
+        if spec.whole not in wholes:
+            wholes[spec.whole] = self.initial(spec.role, whole_shape)
+        return wholes[spec.whole][:, start:start + shape[1]]
 
     def masked(self, h, mask):
         return h if mask is None else self.mul(h, mask)
@@ -183,32 +204,15 @@ class LSTMCore(Core):
         c_t &= f_t \odot c_{t-1} + i_t \odot a_t \\
         h_t &= o_t \odot \mathrm{act}(c_t)
 
-    with act = tanh and ract = sigmoid by default. Parameters, in the current scope (the
-    seed's names, so its parameter files load unchanged):
-
-    * ``WaWiWfWo/affine/W``: (D + H, 4H), rows ``[x; h]``, column blocks a, i, f, o;
-    * ``WaWiWfWo/affine/b``: (4H,) (absent with ``use_bias=False``).
+    with act = tanh and ract = sigmoid by default. ``W``'s column blocks are a, i, f, o (the
+    seed's names and layout, so its parameter files load unchanged).
     """
-    kind = 'lstm'
-    state_type = LSTMState
-
-    def __init__(self, input_size, units, unit_forget_bias=True, **options):
-        super().__init__(input_size, units, **options)
-        d, h = input_size, units
-        self.w = self.param('WaWiWfWo/affine/W', (d + h, 4 * h), '(D + H, 4H)', lambda shape: (
-            np.concatenate([self.kernel((d, 4 * h)), self.recurrent((h, 4 * h))])))
-        self.b = None
-        if self.use_bias:
-            bias = self.bias((4 * h,))
-            if unit_forget_bias:
-                f = gates.index('lstm', 'nnlstm', 'f')
-                bias[f * h:(f + 1) * h] = 1.0
-            self.b = self.param('WaWiWfWo/affine/b', (4 * h,), '(4H,)', bias)
 
     def __call__(self, x, state, h_mask=None):
         """One step: ``x`` (B, D), ``state`` an :class:`LSTMState`, ``h_mask`` an optional
         (B, H) recurrent-dropout mask. Returns ``(h_t, LSTMState(c_t, h_t))``."""
-        z = F.affine(F.concatenate(x, self.masked(state.h, h_mask), axis=1), self.w, self.b)
+        w, b = self.params
+        z = F.affine(F.concatenate(x, self.masked(state.h, h_mask), axis=1), w, b)
         a, i, f, o = blocks(z, 4, self.units, self.view)
         mul = self.mul
         c = F.add2(mul(self.ract(f), state.c), mul(self.ract(i), self.act(a)))
@@ -229,47 +233,25 @@ class GRUCore(Core):
 
     With ``reset_after=False`` the reset gate applies before the matrix product and there
     is no recurrent bias: :math:`n_t = \mathrm{act}(W_n x_t + b_n + U_n (r_t \odot h_{t-1}))`.
-
-    Parameters, in the current scope:
-
-    * ``WzWrWn/affine/W`` (D, 3H) and ``WzWrWn/affine/b`` (3H,): the input kernel and bias;
-    * ``reset_after=True``: ``UzUrUn/affine/W`` (H, 3H), ``UzUrUn/affine/b`` (3H,);
-    * ``reset_after=False``: ``UzUr/affine/W`` (H, 2H) and ``Un/affine/W`` (H, H).
     """
-    kind = 'gru'
-
-    def __init__(self, input_size, units, reset_after=True, **options):
-        super().__init__(input_size, units, **options)
-        d, h = input_size, units
-        self.reset_after = reset_after
-        bias = self.use_bias
-        self.wx = self.param('WzWrWn/affine/W', (d, 3 * h), '(D, 3H)', self.kernel)
-        self.bx = self.param('WzWrWn/affine/b', (3 * h,), '(3H,)', self.bias) if bias else None
-        if reset_after:
-            self.u = self.param('UzUrUn/affine/W', (h, 3 * h), '(H, 3H)', self.recurrent)
-            self.bu = (self.param('UzUrUn/affine/b', (3 * h,), '(3H,)', self.bias)
-                       if bias else None)
-        else:
-            u = self.recurrent((h, 3 * h))  # Keras' recurrent kernel, kept in two parts
-            self.uzr = self.param('UzUr/affine/W', (h, 2 * h), '(H, 2H)', u[:, :2 * h])
-            self.un = self.param('Un/affine/W', (h, h), '(H, H)', u[:, 2 * h:])
 
     def __call__(self, x, state, h_mask=None):
         """One step: ``x`` (B, D), ``state`` a :class:`HiddenState`, ``h_mask`` an optional
         (B, H) recurrent-dropout mask. Returns ``(h_t, HiddenState(h_t))``."""
+        wx, bx, u, bu, uzr, un = self.params
         h = state.h
         hm = self.masked(h, h_mask)
-        xz, xr, xn = blocks(F.affine(x, self.wx, self.bx), 3, self.units, self.view)
-        if self.reset_after:
-            uz, ur, un = blocks(F.affine(hm, self.u, self.bu), 3, self.units, self.view)
+        xz, xr, xn = blocks(F.affine(x, wx, bx), 3, self.units, self.view)
+        if u is not None:  # reset_after
+            uz, ur, un = blocks(F.affine(hm, u, bu), 3, self.units, self.view)
         else:
-            uz, ur = blocks(F.affine(hm, self.uzr), 2, self.units, self.view)
+            uz, ur = blocks(F.affine(hm, uzr), 2, self.units, self.view)
         z = self.ract(F.add2(xz, uz))
         r = self.ract(F.add2(xr, ur))
-        if self.reset_after:
+        if u is not None:
             n = self.act(F.add2(xn, self.mul(r, un)))
         else:
-            n = self.act(F.add2(xn, F.affine(self.mul(r, hm), self.un)))
+            n = self.act(F.add2(xn, F.affine(self.mul(r, hm), un)))
         h = F.add2(n, self.mul(z, sub(h, n)))
         return h, HiddenState(h)
 
@@ -280,39 +262,30 @@ class SimpleRNNCore(Core):
 
     .. math::
         h_t = \mathrm{act}(W [x_t, h_{t-1}] + b)
-
-    Parameters, in the current scope: ``Wh/affine/W`` (D + H, H), rows ``[x; h]``, and
-    ``Wh/affine/b`` (H,).
     """
-    kind = 'rnn'
-
-    def __init__(self, input_size, units, **options):
-        options.pop('recurrent_activation', None)
-        super().__init__(input_size, units, **options)
-        d, h = input_size, units
-        self.w = self.param('Wh/affine/W', (d + h, h), '(D + H, H)', lambda shape: (
-            np.concatenate([self.kernel((d, h)), self.recurrent((h, h))])))
-        self.b = self.param('Wh/affine/b', (h,), '(H,)', self.bias) if self.use_bias else None
 
     def __call__(self, x, state, h_mask=None):
         """One step: ``x`` (B, D), ``state`` a :class:`HiddenState`. Returns
         ``(h_t, HiddenState(h_t))``."""
+        w, b = self.params
         xh = F.concatenate(x, self.masked(state.h, h_mask), axis=1)
-        h = self.act(F.affine(xh, self.w, self.b))
+        h = self.act(F.affine(xh, w, b))
         return h, HiddenState(h)
 
 
-def _step(core_type, x, states, name, options):
-    """Check one step's Variables, build the core in scope ``name``, run one step."""
-    _checks.rank(x, 'x', '(B, D)')
-    arg = core_type.state_type._fields[0]
-    units = _checks.rank(states[0], arg, '(B, H)').shape[1]
-    for field, value in zip(core_type.state_type._fields, states):
+def _step(core_type, function, x, states, name, options):
+    """Check one step's arguments, build the core in scope ``name``, run one step."""
+    core_type.kind.check_options(function, options)
+    _checks.nonempty(x, 'x', '(B, D)')
+    fields = core_type.kind.state._fields
+    units = _checks.nonempty(states[0], fields[0], '(B, H)').shape[1]
+    for field, value in zip(fields, states):
         _checks.shape(value, field, (x.shape[0], units), '(B, H)')
-    with nn.parameter_scope(name) if name else contextlib.nullcontext():
+    _checks.name(name, optional=True)
+    with process.BUILD_LOCK, nn.parameter_scope(name) if name else contextlib.nullcontext():
         core = core_type(x.shape[1], units, differentiable=differentiable(x, *states),
                          **options)
-    return core(x, core_type.state_type(*states))[1]
+        return core(x, core.state_type(*states))[1]
 
 
 def LSTMCell(x, c, h, name=None, **options):
@@ -330,10 +303,14 @@ def LSTMCell(x, c, h, name=None, **options):
     Returns:
         ``(c_t, h_t)``, each (B, H). See :class:`LSTMCore` for the equations.
 
+    Raises:
+        TypeError: an option LSTM cells do not take, a non-Variable, a bad ``name``.
+        ValueError: shapes that disagree, or an empty axis (D or H = 0).
+
     Example:
         >>> c, h = nnlstm.LSTMCell(x_t, c, h, name='cell')   # x_t (B, D); c, h (B, H)
     """
-    state = _step(LSTMCore, x, (c, h), name, options)
+    state = _step(LSTMCore, 'LSTMCell', x, (c, h), name, options)
     return state.c, state.h
 
 
@@ -342,20 +319,22 @@ def GRUCell(x, h, name=None, **options):
 
     ``name`` is the parameter scope (None: the caller's); ``**options`` as for
     :func:`nnlstm.GRU`, among them ``reset_after``. See :class:`GRUCore` for the equations.
+    Errors as for :func:`LSTMCell`.
 
     Example:
         >>> h = nnlstm.GRUCell(x_t, h, name='cell')
     """
-    return _step(GRUCore, x, (h,), name, options).h
+    return _step(GRUCore, 'GRUCell', x, (h,), name, options).h
 
 
 def SimpleRNNCell(x, h, name=None, **options):
     """One fully connected recurrent step: ``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H).
 
     ``name`` is the parameter scope (None: the caller's); ``**options`` as for
-    :func:`nnlstm.SimpleRNN`. See :class:`SimpleRNNCore` for the equation.
+    :func:`nnlstm.SimpleRNN`. See :class:`SimpleRNNCore` for the equation. Errors as for
+    :func:`LSTMCell`.
 
     Example:
         >>> h = nnlstm.SimpleRNNCell(x_t, h, name='cell')
     """
-    return _step(SimpleRNNCore, x, (h,), name, options).h
+    return _step(SimpleRNNCore, 'SimpleRNNCell', x, (h,), name, options).h

@@ -4,13 +4,39 @@ Shape legend: B batch size, T time steps, D input features, H units.
 
 Layers, wrappers, step networks, weight interop and the docstrings read these records; no
 other table maps cell kinds. Adding a kind (or a variant of one) means adding a record here,
-its core in :mod:`nnlstm.cells`, and its tests.
+its core in :mod:`nnlstm.cells`, its gate orders in :mod:`nnlstm.gates`, and its tests.
+
+Each record's parameter table creates the parameters (:meth:`nnlstm.cells.Core.create`
+reads it) and writes the "Parameters" section of the core's, the cell's and the layer's
+docstring (:func:`parameter_doc`), as NNabla's ``parametric_function_api`` does.
 """
-import re
 from typing import Callable, NamedTuple, Optional, Tuple
 
+from . import _checks
+from ._checks import rank_of, shape_of
 from .cells import (GRUCell, GRUCore, HiddenState, LSTMCell, LSTMCore, LSTMState,
                     SimpleRNNCell, SimpleRNNCore)
+
+__all__ = ['CellKind', 'KINDS', 'ParamSpec', 'kind_of', 'parameter_doc', 'rank_of',
+           'shape_of']
+
+
+class When:
+    """A condition on a layer's options, e.g. ``When(use_bias=True)``; callable on an options
+    dict (missing options read as their defaults, True for these flags), printable for the
+    docstrings, and combined with ``&``."""
+
+    def __init__(self, **flags):
+        self.flags = flags
+
+    def __call__(self, options):
+        return all(bool(options.get(k, True)) == v for k, v in self.flags.items())
+
+    def __and__(self, other):
+        return When(**dict(self.flags, **other.flags))
+
+    def __str__(self):
+        return ', '.join('%s=%s' % kv for kv in self.flags.items())
 
 
 class ParamSpec(NamedTuple):
@@ -19,44 +45,19 @@ class ParamSpec(NamedTuple):
     ``name`` is relative to the scope (``'WaWiWfWo/affine/W'``); ``legend`` spells its shape
     in the legend's letters (``'(D + H, 4H)'``); ``role`` says which initializer makes it
     (``'kernel'``, ``'recurrent'``, ``'kernel+recurrent'`` for rows ``[x; h]``, ``'bias'``);
-    ``when`` tells from the layer's options whether it exists (None: always).
+    ``when`` tells from the layer's options whether it exists (None: always). ``whole``, if
+    given, is the legend of one initial matrix that consecutive parameters with the same
+    ``whole`` are cut from, column block after column block (GRU ``reset_after=False``'s
+    recurrent kernel: Keras' one (H, 3H) orthogonal matrix in two parameters).
     """
     name: str
     legend: str
     role: str
     when: Optional[Callable[[dict], bool]] = None
+    whole: Optional[str] = None
 
     def exists(self, options):
         return self.when is None or bool(self.when(options))
-
-
-_TERM = re.compile(r'^\s*(\d*)\s*([DH])\s*$')
-
-
-def shape_of(legend, **dims):
-    """The shape a legend spells for the given dimensions: ``shape_of('(D + H, 4H)', D=3,
-    H=5) == (8, 20)``. Each axis is a sum of terms, each an optional integer times one
-    letter."""
-    axes = [a for a in legend.strip().strip('()').split(',') if a.strip()]
-    shape = []
-    for axis in axes:
-        size = 0
-        for term in axis.split('+'):
-            m = _TERM.match(term)
-            if m is None:
-                raise ValueError("cannot read the shape legend %r" % legend)
-            size += int(m.group(1) or 1) * dims[m.group(2)]
-        shape.append(size)
-    return tuple(shape)
-
-
-def rank_of(legend):
-    """The rank a legend spells: ``'(D + H, 4H)'`` 2, ``'(4H,)'`` 1, ``'(B, H)'`` 2."""
-    return len([a for a in legend.strip().strip('()').split(',') if a.strip()])
-
-
-def _use_bias(options):
-    return options.get('use_bias', True)
 
 
 #: Options every kind's core accepts, with their defaults (Keras' names).
@@ -70,6 +71,11 @@ COMMON_OPTIONS = {
     'fix_parameters': False,
 }
 
+#: What each role's default initializer is, for the docstrings.
+ROLE_DOC = {'kernel': 'Glorot uniform', 'recurrent': 'orthogonal',
+            'kernel+recurrent': 'rows [x; h]: Glorot uniform over x, orthogonal over h',
+            'bias': 'zeros'}
+
 
 class CellKind(NamedTuple):
     """What nnlstm knows about one kind of recurrent cell."""
@@ -80,6 +86,7 @@ class CellKind(NamedTuple):
     state: type               # the state NamedTuple type
     params: Tuple[ParamSpec, ...]
     options: dict             # cell option -> default
+    fused: Optional[str] = None  # NNabla's function running the whole layer ('lstm': F.lstm)
 
     def parameters(self, input_size, units, **options):
         """``{name: shape}`` of the parameters a layer of this kind creates for
@@ -88,30 +95,36 @@ class CellKind(NamedTuple):
         return {p.name: shape_of(p.legend, D=input_size, H=units)
                 for p in self.params if p.exists(options)}
 
+    def check_options(self, function, given):
+        """Refuse the options of ``given`` this kind's cell does not take, naming
+        ``function`` (the one the user called) and where a refused option applies."""
+        return _checks.options(function, given, self.options, owners())
+
+
+_BIAS = When(use_bias=True)
 
 KINDS = {
     'lstm': CellKind(
         'lstm', 'LSTM', LSTMCore, LSTMCell, LSTMState,
         (ParamSpec('WaWiWfWo/affine/W', '(D + H, 4H)', 'kernel+recurrent'),
-         ParamSpec('WaWiWfWo/affine/b', '(4H,)', 'bias', _use_bias)),
-        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', unit_forget_bias=True)),
+         ParamSpec('WaWiWfWo/affine/b', '(4H,)', 'bias', _BIAS)),
+        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', unit_forget_bias=True),
+        fused='lstm'),
     'gru': CellKind(
         'gru', 'GRU', GRUCore, GRUCell, HiddenState,
         (ParamSpec('WzWrWn/affine/W', '(D, 3H)', 'kernel'),
-         ParamSpec('WzWrWn/affine/b', '(3H,)', 'bias', _use_bias),
-         ParamSpec('UzUrUn/affine/W', '(H, 3H)', 'recurrent',
-                   lambda o: o.get('reset_after', True)),
-         ParamSpec('UzUrUn/affine/b', '(3H,)', 'bias',
-                   lambda o: o.get('reset_after', True) and _use_bias(o)),
-         ParamSpec('UzUr/affine/W', '(H, 2H)', 'recurrent',
-                   lambda o: not o.get('reset_after', True)),
-         ParamSpec('Un/affine/W', '(H, H)', 'recurrent',
-                   lambda o: not o.get('reset_after', True))),
+         ParamSpec('WzWrWn/affine/b', '(3H,)', 'bias', _BIAS),
+         ParamSpec('UzUrUn/affine/W', '(H, 3H)', 'recurrent', When(reset_after=True)),
+         ParamSpec('UzUrUn/affine/b', '(3H,)', 'bias', When(reset_after=True) & _BIAS),
+         ParamSpec('UzUr/affine/W', '(H, 2H)', 'recurrent', When(reset_after=False),
+                   '(H, 3H)'),
+         ParamSpec('Un/affine/W', '(H, H)', 'recurrent', When(reset_after=False),
+                   '(H, 3H)')),
         dict(COMMON_OPTIONS, recurrent_activation='sigmoid', reset_after=True)),
     'rnn': CellKind(
         'rnn', 'SimpleRNN', SimpleRNNCore, SimpleRNNCell, HiddenState,
         (ParamSpec('Wh/affine/W', '(D + H, H)', 'kernel+recurrent'),
-         ParamSpec('Wh/affine/b', '(H,)', 'bias', _use_bias)),
+         ParamSpec('Wh/affine/b', '(H,)', 'bias', _BIAS)),
         dict(COMMON_OPTIONS)),
 }
 
@@ -121,7 +134,40 @@ def kind_of(layer, arg='layer'):
     ``nnlstm.SimpleRNN``); a TypeError naming ``arg`` for anything else."""
     kind = getattr(layer, 'cell_kind', None)
     if not isinstance(kind, CellKind):
-        raise TypeError("`%s` must be one of %s; received %r"
-                        % (arg, ', '.join('nnlstm.' + k.layer_name for k in KINDS.values()),
-                           layer))
+        raise TypeError("`%s` must be %s; received %r" % (arg, layer_names(), layer))
     return kind
+
+
+def owners():
+    """``{option: 'LSTM, GRU'}``: the layers whose cells take each cell option."""
+    names = {}
+    for kind in KINDS.values():
+        for option in kind.options:
+            names.setdefault(option, []).append(kind.layer_name)
+    return {option: ', '.join(layers) for option, layers in names.items()}
+
+
+def layer_names():
+    """'nnlstm.LSTM, nnlstm.GRU or nnlstm.SimpleRNN', for messages."""
+    names = ['nnlstm.' + k.layer_name for k in KINDS.values()]
+    return ', '.join(names[:-1]) + ' or ' + names[-1]
+
+
+def parameter_doc(kind, indent='    ', scope='the current scope'):
+    """The "Parameters" section of a docstring, written from ``kind.params``."""
+    lines = ['', indent + 'Parameters, in %s (generated from ``nnlstm.kinds.KINDS[%r]``):'
+             % (scope, kind.name), '']
+    for p in kind.params:
+        init = ROLE_DOC[p.role] + (', cut from one %s matrix' % p.whole if p.whole else '')
+        if p.role == 'bias' and 'unit_forget_bias' in kind.options:
+            init += ', the forget gate 1 with unit_forget_bias=True'
+        when = '; only with %s' % p.when if p.when is not None else ''
+        lines.append('%s* ``%s``: %s, %s%s' % (indent, p.name, p.legend, init, when))
+    return '\n'.join(lines) + '\n'
+
+
+for _kind in KINDS.values():
+    _kind.core.kind = _kind  # each core creates its parameters from its record
+    for _fn in (_kind.core, _kind.cell):
+        if _fn.__doc__:
+            _fn.__doc__ += parameter_doc(_kind)

@@ -1,40 +1,9 @@
 """The one loop that unrolls every cell over time into a static NNabla graph."""
-import threading
-import warnings
-
 import nnabla.functions as F
 
-try:
-    import resource
-except ImportError:  # Windows: the main thread's stack is fixed when the process starts
-    resource = None
-
-#: Stack NNabla's recursive graph walks need per unrolled step (forward, backward and the
-#: deletion of a graph all recurse along it): measured about 1.5 KiB per LSTM step, so that
-#: the default 8 MiB stack segfaults near T = 6000. Four times that, for headroom.
-STACK_PER_STEP = 6 * 1024
-STACK_BASE = 16 * 1024 * 1024
-
-
-def ensure_stack(steps):
-    """Raise the soft stack limit of the main thread so a graph of ``steps`` unrolled steps
-    can run and be deleted. Linux grows the main thread's stack on demand up to the current
-    soft limit, so raising it at run time is enough; other threads keep the stack they were
-    created with (``threading.stack_size`` sets it)."""
-    need = STACK_BASE + steps * STACK_PER_STEP
-    if resource is None or need <= 8 * 1024 * 1024:
-        return
-    if threading.current_thread() is not threading.main_thread():
-        warnings.warn("a graph of %d steps built outside the main thread may overflow that "
-                      "thread's stack; create the thread after threading.stack_size(%d)"
-                      % (steps, need), RuntimeWarning, stacklevel=3)
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return
-    if hard != resource.RLIM_INFINITY:
-        need = min(need, hard)
-    resource.setrlimit(resource.RLIMIT_STACK, (need, hard))
+from . import _checks
+from .cells import Core
+from .process import ensure_stack
 
 
 #: Steps per F.split / F.stack call. One call over all T steps costs time quadratic in T in
@@ -89,9 +58,10 @@ def step_function(d):
 def length_masks(lengths, steps, units):
     """Per step, the (B, H) masks ``(m, 1 - m)``, m = 1 where step t < the sequence's
     length, made for all steps at once; blending ``m * new + (1 - m) * old`` keeps valid
-    steps exact. ``lengths`` holds whole numbers."""
+    steps exact. ``lengths`` is floored first: a Variable's values cannot be checked when
+    the graph is built, and a fraction would blend part of a step into the state."""
     batch = lengths.shape[0]
-    lengths = F.reshape(lengths, (batch, 1, 1))
+    lengths = F.reshape(F.floor(lengths), (batch, 1, 1))
     t = F.reshape(F.arange(0, steps), (1, steps, 1))
     masks = [step_function(F.sub2(lengths, t)),                           # t < length
              step_function(F.sub2(F.add_scalar(t, 1.0), lengths))]        # t >= length
@@ -113,7 +83,7 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
         initial_state: the core's state (a NamedTuple of (B, H) Variables), or None for
             zeros.
         reverse (bool): process the steps from T - 1 down to 0.
-        lengths (~nnabla.Variable): (B,) valid steps of each right-padded sequence, or
+        lengths (~nnabla.Variable or array): (B,) valid steps of each right-padded sequence, or
             None. Steps past a sequence's length leave its state unchanged and output
             zeros, so the reverse direction starts at each sequence's own last step.
         dropout, recurrent_dropout (float): rates of the input and recurrent variational
@@ -123,7 +93,13 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
         ``(outputs, final_state)``: ``outputs`` a list of T Variables (B, H), ``outputs[t]``
         the output at input step ``t`` whatever the direction; ``final_state`` the state
         after the last processed step (with ``lengths``, each sequence's own last step).
+
+    Raises:
+        TypeError: ``core`` not a cell core, a non-Variable, a flag that is not a bool.
+        ValueError: shapes that disagree with the core or with each other.
     """
+    initial_state, lengths = check(core, inputs, initial_state, reverse, time_major, lengths,
+                                   dropout, recurrent_dropout)
     xs = split_time(inputs, 0 if time_major else 1)
     ensure_stack(len(xs))
     batch, dim = xs[0].shape
@@ -142,3 +118,22 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
             y = mul(y, m)
         outputs[t], state = y, new
     return outputs, state
+
+
+def check(core, inputs, initial_state, reverse, time_major, lengths, dropout,
+          recurrent_dropout):
+    """What :func:`unroll` checks (the layers' checks, on a core built already). Returns the
+    state and lengths as :func:`unroll` uses them."""
+    if not isinstance(core, Core):
+        raise TypeError("`core` must be a cell core of nnlstm.cells (e.g. "
+                        "nnlstm.cells.LSTMCore(D, H)); received %s" % type(core).__name__)
+    _checks.flag(reverse, 'reverse')
+    _checks.flag(time_major, 'time_major')
+    batch, steps, dim = _checks.sequence(inputs, 'inputs', time_major)
+    if dim != core.input_size:
+        raise ValueError("`inputs` has D = %d features; the core was built for input_size "
+                         "D = %d" % (dim, core.input_size))
+    _checks.probability(dropout, 'dropout')
+    _checks.probability(recurrent_dropout, 'recurrent_dropout')
+    return (_checks.state(initial_state, core.state_type, batch, core.units),
+            _checks.lengths(lengths, batch, steps))

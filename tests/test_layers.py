@@ -256,8 +256,8 @@ def test_stateful_training_carries_values_but_not_gradients(rng):
         loss.forward(clear_no_need_grad=True)
         loss.backward(clear_buffer=True)
         carry.advance()
-    assert len(carry.slots) == 2  # one per stacked layer
-    for initial, final in carry.slots:
+    assert len(carry._pairs()) == 2  # one per stacked layer
+    for initial, final in carry._pairs():
         for v0, v in zip(initial, final):
             np.testing.assert_array_equal(v0.d, v.d)
             assert not v0.need_grad and np.abs(v0.d).sum() > 0
