@@ -215,12 +215,3 @@ def choice(value, arg, choices):
                          % (arg, ', '.join(repr(c) for c in choices), value))
     return value
 
-
-# ---------------------------------------------------------------- added by branch interop
-# (nnlstm.interop's parameter-store functions take a layer's scope name)
-
-def scope_name(value, arg='name'):
-    """A layer's parameter scope: a non-empty str."""
-    if not isinstance(value, str) or not value:
-        raise TypeError("`%s` must be a non-empty str; received %r" % (arg, value))
-    return value

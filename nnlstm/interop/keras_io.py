@@ -37,7 +37,7 @@ import textwrap
 
 import numpy as np
 
-from nnlstm import _checks, cells, gates, layers
+from nnlstm import _checks, cells, gates, wrappers
 from nnlstm.interop.store import (about, array, expect, gate_count, gh, join, kind, layout,
                                   opened, path_of, read, split, weight_options, write,
                                   write_affine)
@@ -251,10 +251,10 @@ def directions(cell, config):
     if unknown:
         raise unexpected(unknown, cell, BIDIRECTIONAL, 'Bidirectional config key')
     merge_mode = config.get('merge_mode', 'concat')
-    if merge_mode is not None and merge_mode not in layers.MERGES:
+    if merge_mode is not None and merge_mode not in wrappers.MERGES:
         raise ValueError("`merge_mode` of the Keras Bidirectional layer is %r; "
                          "nnlstm.Bidirectional merges with %s or None"
-                         % (merge_mode, ', '.join(map(repr, layers.MERGES))))
+                         % (merge_mode, ', '.join(map(repr, wrappers.MERGES))))
     found = []
     for arg in ('layer', 'backward_layer'):
         if arg not in config and arg == 'backward_layer':
@@ -379,7 +379,7 @@ def load_keras(weights, name, /, cell='lstm', layer=None, **cell_config):
         >>> nnlstm.interop.load_keras('model.weights.h5', 'enc', layer='lstm')
     """
     kind(cell)
-    _checks.scope_name(name)
+    _checks.name(name)
     path = path_of(weights)
     config = dict(cell_config)
     if isinstance(layer, Mapping):

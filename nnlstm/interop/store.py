@@ -249,7 +249,7 @@ def join(cell, options, kernel, recurrent, bias=None, recurrent_bias=None):
 def read(name, cell):
     """The nnlstm parameters of ``cell`` under scope ``name``, as a dict of arrays."""
     kind(cell)
-    name = _checks.scope_name(name)
+    name = _checks.name(name)
     found = {}
     for key in PARAMETERS[cell]:
         v = get_parameter(name + '/' + key)
@@ -268,7 +268,7 @@ def write(name, cell, arrays, keys=None):
     another is replaced, and the parameters of ``keys`` (default: every one the ``cell``
     kind may create) not in ``arrays`` (a bias, the other GRU variant's recurrent kernels)
     are removed."""
-    name = _checks.scope_name(name)
+    name = _checks.name(name)
     for key in PARAMETERS[cell] if keys is None else keys:
         full = name + '/' + key
         existing = get_parameter(full)
