@@ -5,7 +5,6 @@ application of dropout in recurrent neural networks", 2016).
 Shape legend: S samples, B batch size, T time steps, D input features, H units.
 """
 import contextlib
-import numbers
 
 import nnabla as nn
 import nnabla.functions as F
@@ -13,6 +12,7 @@ import nnabla.parameter
 
 from . import _checks
 
+#: Process-wide, as NNabla's own ``nn.no_grad()`` flag is.
 _sampling = False
 
 
@@ -34,15 +34,6 @@ def sampling():
         yield
     finally:
         _sampling = previous
-
-
-def _samples(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError("`samples` must be an int >= 1; received %s %r"
-                        % (type(value).__name__, value))
-    if value < 1:
-        raise ValueError("`samples` must be an int >= 1; received %r" % (value,))
-    return int(value)
 
 
 def mc_dropout(build, inputs, samples=100):
@@ -96,7 +87,7 @@ def mc_dropout(build, inputs, samples=100):
     _checks.variable(inputs, 'inputs')
     if inputs.ndim == 0:
         raise ValueError("`inputs` must have a batch axis, (B, ...); received a scalar")
-    samples = _samples(samples)
+    samples = _checks.positive_int(samples, 'samples')
     batch, rest = inputs.shape[0], tuple(inputs.shape[1:])
     with nn.no_grad(), sampling():
         repeated = F.broadcast(F.reshape(inputs, (1, batch) + rest), (samples, batch) + rest)

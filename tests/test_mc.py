@@ -171,6 +171,9 @@ def test_the_flag_is_off_outside_and_after_a_failing_build(rng):
         nnlstm.mc_dropout(failing, x, samples=2)
     with nn.no_grad():
         assert 'Dropout' not in functions_of([lstm(x, 0.3)])
+        with nnlstm.mc.sampling():
+            assert 'Dropout' in functions_of([lstm(x, 0.3)])
+        assert 'Dropout' not in functions_of([lstm(x, 0.3)])
     mean, variance = nnlstm.mc_dropout(
         lambda v: nnlstm.LSTM(v, H, dropout=0.3, training=False, name='lstm'), x, samples=4)
     assert 'Dropout' not in functions_of([variance])  # an explicit training=False wins
@@ -187,11 +190,11 @@ X = nn.Variable((B, T, D))
     (lambda: nnlstm.mc_dropout(lambda v: v, nn.Variable(())), ValueError,
      r'`inputs` must have a batch axis, \(B, \.\.\.\); received a scalar'),
     (lambda: nnlstm.mc_dropout(lambda v: v, X, samples=0), ValueError,
-     r'`samples` must be an int >= 1; received 0'),
+     r'`samples` must be a positive int; received 0'),
     (lambda: nnlstm.mc_dropout(lambda v: v, X, samples=2.5), TypeError,
-     r'`samples` must be an int >= 1; received float 2.5'),
+     r'`samples` must be a positive int; received float 2.5'),
     (lambda: nnlstm.mc_dropout(lambda v: v, X, samples=True), TypeError,
-     r'`samples` must be an int >= 1; received bool True'),
+     r'`samples` must be a positive int; received bool True'),
     (lambda: nnlstm.mc_dropout(lambda v: (v, v), X), TypeError,
      r'`build` must return one nnabla.Variable; it returned tuple'),
     (lambda: nnlstm.mc_dropout(lambda v: F.mean(v, axis=0), X, samples=4), ValueError,
