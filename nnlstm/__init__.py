@@ -17,6 +17,7 @@ from .context import CONTEXTS, context
 from .export import (ONNX_OPSETS, export_network, export_step, save_nnp, save_parameters,
                      step_network)
 from .layers import GRU, LSTM, SimpleRNN
+from .mc import mc_dropout
 from .training import clip_grad_by_global_norm
 from .unroll import unroll
 from .wrappers import Bidirectional, Stacked
@@ -24,6 +25,6 @@ from .wrappers import Bidirectional, Stacked
 __version__ = '0.1.0'
 __all__ = ['Bidirectional', 'Carry', 'clip_grad_by_global_norm', 'context', 'CONTEXTS',
            'export_network', 'export_step', 'GRU', 'GRUCell', 'HiddenState', 'interop',
-           'LSTM', 'LSTMCell', 'LSTMState', 'ONNX_OPSETS', 'save_nnp',
+           'LSTM', 'LSTMCell', 'LSTMState', 'mc_dropout', 'ONNX_OPSETS', 'save_nnp',
            'save_parameters', 'SimpleRNN', 'SimpleRNNCell', 'Stacked', 'step_network',
            'unroll']

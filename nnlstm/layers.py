@@ -10,7 +10,7 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.parameter
 
-from . import _checks, gates
+from . import _checks, gates, mc
 from .carry import Carry
 from .cells import LSTMState, differentiable
 from .kinds import KINDS, owners, parameter_doc
@@ -82,14 +82,15 @@ def run(kind, inputs, units, initial_state=None, name='rnn', reverse=False, time
     Returns ``(outputs, final_state, lengths)``: outputs and final state as
     :func:`nnlstm.unroll.unroll` (outputs aligned with the input steps whatever the
     direction), ``lengths`` as a Variable or None. ``training`` None means "unless built
-    under ``nn.no_grad()``"; dropout is only built while training.
+    under ``nn.no_grad()``, and always under :func:`nnlstm.mc.sampling`"; dropout is only
+    built while training.
     """
     core, state, lengths = prepare(kind, inputs, units, initial_state, name, time_major,
                                    lengths, stateful, cell_options)
     dropout = _checks.probability(dropout, 'dropout')
     recurrent_dropout = _checks.probability(recurrent_dropout, 'recurrent_dropout')
     if _checks.flag(training, 'training', optional=True) is None:
-        training = not nnabla.parameter.current_no_grad
+        training = mc.dropout_on()
     outputs, final = unroll(core, inputs, state, reverse, time_major, lengths,
                             dropout if training else 0.0,
                             recurrent_dropout if training else 0.0)
@@ -146,7 +147,7 @@ def use_fused(fused, kind, go_backwards, time_major, lengths, options):
     cudnn = any(b.startswith('cudnn') for b in nn.get_current_context().backend)
     training = options.get('training')
     if training is None:
-        training = not nnabla.parameter.current_no_grad
+        training = mc.dropout_on()
     return cudnn and training and not blockers
 
 
@@ -249,7 +250,8 @@ LAYER_ARGS = """
         dropout, recurrent_dropout (float): variational dropout rates of the inputs and of
             the recurrent state: one mask per sequence, the same at every step.
         training (bool): build the dropout masks; None means unless built under
-            ``nn.no_grad()``, so an inference graph has no dropout function.
+            ``nn.no_grad()``, so an inference graph has no dropout function (but always
+            inside :func:`nnlstm.mc_dropout`, which samples with them).
         stateful (Carry): carry the final state over to the next run (truncated BPTT).
         fused (bool): LSTM only: run as NNabla's fused ``F.lstm`` (cuDNN's on a GPU) on the
             same parameters. None (default) does so for training graphs under a ``cudnn``

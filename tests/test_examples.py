@@ -30,6 +30,8 @@ def test_sine_example_trains_exports_reloads_and_plots(tmp_path):
     assert val[-1, 1] < 0.05, val
     closed = float(log.split('closed-loop prediction')[1].split('MSE')[1].split()[0])
     assert closed < 0.2, log
+    inside = float(log.split('inside mean +- 2 sd at')[1].split('%')[0])  # the MC band
+    assert 0 < inside <= 100, log
     onnx = all(importlib.util.find_spec(m) is not None
                for m in ('onnx', 'onnxruntime', 'nnabla.utils.converter.onnx'))
     if os.environ.get('NNLSTM_REQUIRE_ONNX') == '1':
