@@ -1,7 +1,10 @@
 """save_nnp / save_parameters: what NNabla's own loader and CLI read back, and atomic writes."""
+import contextlib
 import os
 import subprocess
 import sys
+import types
+import zipfile
 
 import numpy as np
 import nnabla as nn
@@ -12,6 +15,8 @@ import pytest
 
 import nnlstm
 from nnlstm import export
+from nnlstm.export import converter, linear
+from nnlstm.unroll import CHUNK
 
 
 def build(batch, steps, return_sequences, name='lstm'):
@@ -277,3 +282,117 @@ def test_inputs_of_other_batch_sizes_and_a_moved_batch_axis_are_refused(tmp_path
         y = F.transpose(nnlstm.GRU(x, 4, return_sequences=True), (1, 0, 2))
     refused(tmp_path, {'x': x}, {'y': y}, r'Transpose \(2, 3, 4\) -> \(3, 2, 4\) computes a '
                                            r'\(3, 2, 4\) Variable whose first axis is not')
+
+
+def random_functions(rng, n):
+    """``n`` functions ``(name, type, inputs, outputs)`` of a random DAG, listed in a
+    shuffled order: readers of one variable several times, unread outputs, leaves."""
+    functions = []
+    made = ['x', 'w']
+    for k in range(n):
+        reads = [made[i] for i in rng.randint(0, len(made), size=rng.randint(1, 4))]
+        outs = ['f%d_out%d' % (k, j) for j in range(rng.randint(1, 3))]
+        functions.append(('f%d' % k, 'Op', reads, outs))
+        made += outs
+    return [functions[i] for i in rng.permutation(n)]
+
+
+@pytest.mark.parametrize('n', [1, 5, 40, 300])
+def test_topological_order_is_nnabla_s(rng, n):
+    from nnabla.utils.converter.nnabla.expander import _TopologicalSort
+    for _ in range(5):
+        functions = random_functions(rng, n)
+        want = _TopologicalSort(functions).sorted()
+        assert linear.topological_order(functions) == want
+
+
+def test_topological_order_refuses_a_cycle():
+    functions = [('a', 'Op', ['x', 'b_out'], ['a_out']), ('b', 'Op', ['a_out'], ['b_out'])]
+    with pytest.raises(ValueError, match=r'the network is not a DAG: a reads its own output'):
+        linear.topological_order(functions)
+
+
+def test_linear_converter_restores_nnabla_s_methods():
+    from nnabla.core.graph_def import ProtoFunction
+    from nnabla.utils.converter.nnabla.expander import NnpExpander
+    methods = lambda: (ProtoFunction._proto_call, NnpExpander._sort_functions,
+                       NnpExpander._expand_network)
+    original = methods()
+    with linear.linear_converter():
+        with linear.linear_converter():
+            assert methods() == (linear._proto_call, linear._sort_functions,
+                                 linear._expand_network)
+        assert methods()[0] is linear._proto_call  # still inside the outer block
+    assert methods() == original
+    with pytest.raises(KeyboardInterrupt):
+        with linear.linear_converter():
+            raise KeyboardInterrupt
+    assert methods() == original
+
+
+def nnp_entries(path):
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+SAME_FILE_GRAPHS = {
+    'LSTM, states, T past a chunk': lambda x: dict(zip('ych', nnlstm.LSTM(
+        x, 4, return_sequences=True, return_state=True, name='lstm'))),
+    'Bidirectional(GRU) + head': lambda x: {'y': PF.affine(nnlstm.Bidirectional(
+        nnlstm.GRU, x, 3, name='bi'), 2, name='fc')},
+    'Stacked(SimpleRNN)': lambda x: {'y': nnlstm.Stacked(
+        nnlstm.SimpleRNN, x, 3, num_layers=2, return_sequences=True, name='st')},
+}
+
+
+@pytest.mark.parametrize('graph', list(SAME_FILE_GRAPHS))
+def test_linear_saver_writes_the_file_nnabla_s_saver_writes(tmp_path, monkeypatch, graph):
+    """The .nnp written with the linear saver holds byte for byte the network NNabla's own
+    saver writes (its text: variable names, function order, shapes)."""
+    steps = CHUNK + 3 if 'past a chunk' in graph else 4
+    with nn.no_grad():
+        x = nn.Variable((2, steps, 2))
+        outputs = SAME_FILE_GRAPHS[graph](x)
+    linear_path = nnlstm.export_network(str(tmp_path / 'linear.nnp'), {'x': x}, outputs)['nnp']
+    monkeypatch.setattr(converter, 'linear_converter', contextlib.nullcontext)
+    nnabla_path = nnlstm.export_network(str(tmp_path / 'nnabla.nnp'), {'x': x}, outputs)['nnp']
+    linear_files, nnabla_files = nnp_entries(linear_path), nnp_entries(nnabla_path)
+    assert sorted(linear_files) == sorted(nnabla_files)
+    assert b'Affine' in linear_files['network.nntxt']
+    for name in nnabla_files:
+        assert linear_files[name] == nnabla_files[name], name
+
+
+def random_buffer_plan(rng, n):
+    """What NNabla's .nnb buffer planner reads (an ``info`` of create_nnabart_info) for a
+    random network of ``n`` functions: variables listed in a shuffled order (so buffer
+    indices do not follow the functions), parameters among them, random sizes."""
+    functions = random_functions(rng, n)
+    order = linear.topological_order(functions)
+    names = ['x', 'w'] + [o for f in order for o in f[3]]
+    names = [names[i] for i in rng.permutation(len(names))]
+    variables = [types.SimpleNamespace(name=v, type='Parameter' if v == 'w' else 'Buffer')
+                 for v in names]
+    buffers = [k for k, v in enumerate(variables) if v.type == 'Buffer']
+    consumed = {i for f in order for i in f[2]}
+    return types.SimpleNamespace(
+        _network=types.SimpleNamespace(
+            function=[types.SimpleNamespace(input=f[2], output=f[3]) for f in order],
+            variable=variables),
+        _variable_buffer_index={b: [k] for b, k in enumerate(buffers)},
+        _buffer_ids={k: b for b, k in enumerate(buffers)},
+        _variable_buffer_size=[int(s) for s in rng.randint(1, 50, len(buffers))],
+        _generator_variables={}, _input_variables=['x'],
+        _output_variables=[v for v in names if v not in consumed and v != 'w'])
+
+
+@pytest.mark.parametrize('n', [1, 8, 60, 150])
+def test_nnb_buffer_plan_is_nnabla_s(rng, n):
+    from nnabla.utils.converter.nnablart.save_variable_buffer import save_variable_buffer
+    for _ in range(5):
+        info = random_buffer_plan(rng, n)
+        sizes, assigned = linear.save_variable_buffer(info)
+        want_sizes, want_assigned = save_variable_buffer(info)
+        assert [type(s) for s in sizes] == [type(s) for s in want_sizes]
+        assert sizes == want_sizes and assigned == want_assigned
+        assert len(assigned) == len(info._variable_buffer_size)

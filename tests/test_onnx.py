@@ -5,11 +5,13 @@ is not a Python package).
 
 These tests need the onnx extra (NNLSTM_EXTRAS=test,examples,onnx ./run test). Where it
 is missing they skip, unless NNLSTM_REQUIRE_ONNX=1 (as in CI) makes that a failure."""
+import contextlib
 import functools
 import importlib
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import nnabla as nn
@@ -401,3 +403,53 @@ def test_sequences_longer_than_a_chunk_export(tmp_path, rng):
     want = graph_outputs(lambda v: LAYERS['LSTM'](v, True), data)
     assert max_differences(want, loader_outputs(files['nnp'], {'x': data})) < TOLERANCE
     assert max_differences(want, ort_outputs(files['onnx'], {'x': data}, list(want))) < TOLERANCE
+
+
+def nnabla_s_import(converter, nnp_path, proto):
+    """NNabla's converter reading the .nnp as `nnabla_cli convert` does: the text parsed."""
+    return converter.NnpImporter(nnp_path, expand_network=True, executor_index=None).execute()
+
+
+SAME_FILES = {
+    'every layer, with .nnb': (T, lambda x: dict(
+        {name: fn(x, True)['y'] for name, fn in LAYERS.items()},
+        last=PF.affine(nnlstm.LSTM(x, H, name='last'), 2, name='fc'))),
+    'LSTM past a chunk': (CHUNK + 2, lambda x: LAYERS['LSTM'](x, True)),
+}
+
+
+@pytest.mark.parametrize('graph', list(SAME_FILES))
+def test_linear_export_writes_the_files_nnabla_s_converter_writes(tmp_path, rng, monkeypatch,
+                                                                 graph):
+    """nnlstm's linear saver and converter (nnlstm.export.linear, the network handed over
+    in binary) against NNabla's own, unpatched, reading the .nnp's text: the same bytes in
+    every file (the unpatched .nnb converter would take minutes past a chunk)."""
+    from nnlstm.export import converter
+    steps, build = SAME_FILES[graph]
+    nnb = 'nnb' in graph
+    with nn.no_grad():
+        x = nn.Variable((B0, steps, D))
+        outputs = build(x)
+    randomize(rng)
+    kwargs = dict(onnx=True, nnb=nnb, nnb_batch_size=1)
+    # The ONNX converter numbers the names it makes with a counter kept over the process.
+    counter = importlib.import_module('nnabla.utils.converter.onnx.exporter')
+    monkeypatch.setattr(counter, 'random_seed', 0)
+    ours = nnlstm.export_network(str(tmp_path / 'ours.nnp'), {'x': x}, outputs, **kwargs)
+    monkeypatch.setattr(counter, 'random_seed', 0)
+    monkeypatch.setattr(converter, 'linear_converter', contextlib.nullcontext)
+    monkeypatch.setattr(converter, 'import_nnp', nnabla_s_import)
+    theirs = nnlstm.export_network(str(tmp_path / 'theirs.nnp'), {'x': x}, outputs, **kwargs)
+    assert sorted(ours) == sorted(theirs) == ['nnb'] * nnb + ['nnp', 'onnx']
+    assert len(onnx.load(ours['onnx']).graph.node) > 400
+    for kind in ours:
+        assert contents(ours[kind]) == contents(theirs[kind]), kind
+
+
+def contents(path):
+    """A file's bytes; a .nnp's, a zip stamped with the time, entry by entry."""
+    if path.endswith('.nnp'):
+        with zipfile.ZipFile(path) as z:
+            return {name: z.read(name) for name in z.namelist()}
+    with open(path, 'rb') as f:
+        return f.read()

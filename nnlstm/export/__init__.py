@@ -21,7 +21,8 @@ from .checks import (AXIS_FUNCTIONS, BOOLEAN_CARRIERS, COMBINING, COMPARISONS, R
                      TRAINING_ONLY, Graph, check_graph, check_onnx_graph, check_variable_batch,
                      describe, functions_of)
 from .converter import (CONVERTER_INSTALL, ONNX_EXPORT_BATCH, ONNX_OPSETS, deep_recursion,
-                        export_network, save_nnp, write_nnb, write_nnp, write_onnx)
+                        export_network, import_nnp, network_proto, save_nnp, write_nnb, write_nnp,
+                        write_onnx)
 from .files import atomic_write, save_parameters, staged
 from .rewrite import (BROADCASTING, EXPORTABLE, exportable, make_batch_symbolic,
                       make_names_unique)

@@ -6,11 +6,7 @@ and parameters, the batch on the first axis of all the inputs feed), :func:`chec
 :func:`check_variable_batch` (that NNabla's saver left the batch variable). Each raises a
 ValueError that says what is wrong and why.
 """
-import zipfile
-
 import nnabla as nn
-from google.protobuf import text_format
-from nnabla.utils import nnabla_pb2
 
 
 #: Functions that only make sense while training; an inference file must not hold them.
@@ -102,16 +98,17 @@ def check_graph(inputs, outputs):
         raise ValueError("`inputs` disagree on the batch size (first axis): %s"
                          % {k: tuple(v.shape) for k, v in inputs.items()})
     batch = batch.pop()
+    leaves, named = set(graph.leaves), set(inputs.values())
     for key, v in inputs.items():
         if v.parent is not None:
             raise ValueError("`inputs[%r]` is computed by a %s function; an input must be a "
                              "Variable the graph reads, not one it computes"
                              % (key, v.parent.info.type_name))
-        if v not in set(graph.leaves):
+        if v not in leaves:
             raise ValueError("`inputs[%r]` %s is not read by the graph of `outputs`"
                              % (key, tuple(v.shape)))
     params = set(nn.get_parameters(grad_only=False).values())
-    stray = [v for v in graph.leaves if v not in params and v not in set(inputs.values())]
+    stray = [v for v in graph.leaves if v not in params and v not in named]
     if stray:
         raise ValueError(
             "the graph of `outputs` reads %d Variable(s) that are neither `inputs` nor "
@@ -182,13 +179,11 @@ def check_onnx_graph(graph):
                 "inputs.)" % (source, describe(f), source))
 
 
-def check_variable_batch(nnp_path, network_name, inputs):
-    """Check that the network NNabla's saver wrote left the batch (first) axis of every
-    input variable; it does so only where it finds the batch as the first axis of the
-    input of a function with ``base_axis`` (an Affine)."""
-    with zipfile.ZipFile(nnp_path) as z:
-        proto = text_format.Parse(z.read('network.nntxt').decode('utf-8'),
-                                  nnabla_pb2.NNablaProtoBuf())
+def check_variable_batch(proto, network_name, inputs):
+    """Check that in the ``NNablaProtoBuf`` ``proto`` NNabla's saver made, the network
+    ``network_name`` left the batch (first) axis of every input variable; the saver does
+    so only where it finds the batch as the first axis of the input of a function with
+    ``base_axis`` (an Affine)."""
     net = next(n for n in proto.network if n.name == network_name)
     shapes = {v.name: list(v.shape.dim) for v in net.variable}
     fixed = {k: shapes[k] for k in inputs if not shapes[k] or shapes[k][0] != -1}

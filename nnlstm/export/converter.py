@@ -10,8 +10,11 @@ names by :mod:`.files` and renamed together.
 import contextlib
 import io
 import os
+import shutil
 import sys
+import tempfile
 import types
+import zipfile
 
 import nnabla.functions as F
 from nnabla.utils.get_file_handle import FileHandlerContext, get_default_file_savers, save_files
@@ -21,6 +24,7 @@ from .. import _checks
 from ..unroll import ensure_stack
 from .checks import check_graph, check_onnx_graph, check_variable_batch
 from .files import staged
+from .linear import linear_converter
 from .rewrite import exportable, make_batch_symbolic, make_names_unique
 
 #: ONNX opsets NNabla 1.39's converter writes and ONNX Runtime runs. The converter writes
@@ -39,11 +43,18 @@ CONVERTER_INSTALL = ("pip install 'nnlstm[onnx]' && pip install --no-deps "
                      "NNLSTM_EXTRAS=test,examples,onnx)")
 
 
-def write_nnp(path, contents):
-    """``nnabla.utils.save.save(path, contents)`` for a ``.nnp`` with a variable batch size,
-    the network rewritten by :func:`exportable`."""
+def network_proto(contents):
+    """The ``NNablaProtoBuf`` that ``nnabla.utils.save.save(path, contents)`` writes for a
+    ``.nnp`` with a variable batch size, without parameters, rewritten by
+    :func:`exportable`."""
+    return exportable(create_proto(contents, False, True))
+
+
+def write_nnp(path, proto):
+    """Write ``proto`` (:func:`network_proto`) and the current parameters to the ``.nnp``
+    ``path``, as NNabla's ``save`` does."""
     ctx = FileHandlerContext()
-    ctx.proto = exportable(create_proto(contents, False, True))
+    ctx.proto = proto
     ctx.parameters = None
     save_files(ctx, get_default_file_savers(parameter_format='.h5'), path, '.nnp')
 
@@ -105,11 +116,30 @@ def deep_recursion(functions):
         sys.setrecursionlimit(previous)
 
 
-def write_onnx(converter, nnp_path, onnx_path, opset):
-    """Convert the ``.nnp`` at ``nnp_path`` to ONNX ``opset`` with NNabla's converter, make
+def import_nnp(converter, nnp_path, proto):
+    """What NNabla's converter reads from the ``.nnp`` at ``nnp_path`` (``NnpImporter``,
+    the network expanded), given ``proto``, the ``NNablaProtoBuf`` whose text the file's
+    ``network.nntxt`` holds. The importer takes the network in binary (a ``.protobuf``
+    file, one of its input formats) and the file's parameters: the same message as from
+    parsing the text, which NNabla does in Python (10 s for an LSTM at T = 2000)."""
+    folder = tempfile.mkdtemp(prefix='nnlstm-export-')
+    try:
+        files = [os.path.join(folder, 'network.protobuf')]
+        with open(files[0], 'wb') as f:
+            f.write(proto.SerializeToString())
+        with zipfile.ZipFile(nnp_path) as z:
+            for name in z.namelist():
+                if os.path.splitext(name)[1].lower() in ('.protobuf', '.h5'):
+                    files.append(z.extract(name, os.path.join(folder, 'parameters')))
+        return _quietly(converter.NnpImporter(*files, expand_network=True,
+                                              executor_index=None).execute)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_onnx(converter, nnp, onnx_path, opset):
+    """Convert ``nnp`` (:func:`import_nnp`) to ONNX ``opset`` with NNabla's converter, make
     its batch dimension symbolic, check and write it."""
-    nnp = _quietly(converter.NnpImporter(nnp_path, expand_network=True,
-                                         executor_index=None).execute)
     exporter = converter.OnnxExporter(nnp, ONNX_EXPORT_BATCH, -1, opset=str(opset))
     table = exporter.nnabla_function_type_to_onnx_optype
     unsupported = sorted({f.type for net in nnp.protobuf.network for f in net.function
@@ -135,10 +165,8 @@ def write_onnx(converter, nnp_path, onnx_path, opset):
     converter.onnx.save(model, onnx_path)
 
 
-def write_nnb(converter, nnp_path, nnb_path, batch_size):
-    """Convert the ``.nnp`` at ``nnp_path`` to an ``.nnb`` of fixed ``batch_size``."""
-    nnp = _quietly(converter.NnpImporter(nnp_path, expand_network=True,
-                                         executor_index=None).execute)
+def write_nnb(converter, nnp, nnb_path, batch_size):
+    """Convert ``nnp`` (:func:`import_nnp`) to an ``.nnb`` of fixed ``batch_size``."""
     try:
         _quietly(converter.NnbExporter(nnp, batch_size, api_level=-1).execute,
                  nnb_path, None, None, ['FLOAT32'])
@@ -221,14 +249,18 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         'executors': [{'name': executor_name, 'network': network_name,
                        'data': list(inputs), 'output': list(named)}],
     }
-    with staged(list(files.values())) as tmps:
-        write_nnp(tmps[path], contents)
-        check_variable_batch(tmps[path], network_name, inputs)
-        with deep_recursion(len(graph.functions)):
-            if onnx:
-                write_onnx(converter, tmps[path], tmps[files['onnx']], opset)
-            if nnb:
-                write_nnb(converter, tmps[path], tmps[files['nnb']], nnb_batch_size)
+    with linear_converter():
+        proto = network_proto(contents)
+        check_variable_batch(proto, network_name, inputs)
+        with staged(list(files.values())) as tmps:
+            write_nnp(tmps[path], proto)
+            with deep_recursion(len(graph.functions)):
+                if onnx:
+                    write_onnx(converter, import_nnp(converter, tmps[path], proto),
+                               tmps[files['onnx']], opset)
+                if nnb:
+                    write_nnb(converter, import_nnp(converter, tmps[path], proto),
+                              tmps[files['nnb']], nnb_batch_size)
     return files
 
 
