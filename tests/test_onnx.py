@@ -453,3 +453,89 @@ def contents(path):
             return {name: z.read(name) for name in z.namelist()}
     with open(path, 'rb') as f:
         return f.read()
+
+
+def previous_export(tmp_path, rng):
+    """An .nnp and an .onnx exported before, and their contents."""
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = LAYERS['GRU'](x, False)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    return {k: contents(v) for k, v in files.items()}
+
+
+def test_a_failed_onnx_rename_puts_back_the_previous_nnp(tmp_path, rng, monkeypatch):
+    """The new .nnp is renamed into place first; when the .onnx's rename then fails (say, a
+    directory appeared there), the previous .nnp comes back beside the previous .onnx."""
+    before = previous_export(tmp_path, rng)
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = LAYERS['LSTM'](x, True)
+    replace, renamed = os.replace, []
+
+    def failing(src, dst):
+        if dst.endswith('m.onnx') and not src.endswith('.bak'):
+            raise IsADirectoryError(21, 'Is a directory', src, None, dst)
+        renamed.append(os.path.basename(dst))
+        return replace(src, dst)
+    monkeypatch.setattr(os, 'replace', failing)
+    with pytest.raises(IsADirectoryError, match=r"Is a directory: '%s'$" % (tmp_path / 'm.onnx')):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    assert renamed[0] == 'm.nnp'  # the new .nnp was in place, then put back
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    assert {k: contents(str(tmp_path / ('m.' + k))) for k in before} == before
+
+
+def test_an_export_failing_after_the_nnp_was_written_keeps_the_previous_files(
+        tmp_path, rng, monkeypatch):
+    from nnlstm.export import converter
+    before = previous_export(tmp_path, rng)
+    written = []
+    write_nnp = converter.write_nnp
+    monkeypatch.setattr(converter, 'write_nnp', lambda path, proto: written.append(
+        (path, write_nnp(path, proto), os.path.getsize(path))))
+    x = nn.Variable((B0, T, D))
+    with nn.no_grad():
+        y = F.mul_n(*[nnlstm.LSTM(x, H)] * 3)
+    with pytest.raises(ValueError, match=r"NNabla's converter does not support the "
+                                         r"function\(s\) MulN"):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True)
+    assert len(written) == 1 and written[0][2] > 1000  # a complete new .nnp was written
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    assert {k: contents(str(tmp_path / ('m.' + k))) for k in before} == before
+
+
+SIGTERM_EXPORT = r'''
+import sys
+import nnabla as nn
+import nnlstm
+with nn.no_grad():
+    x = nn.Variable((2, 300, 3))
+    y = nnlstm.LSTM(x, 8, return_sequences=True)
+print('exporting', flush=True)
+nnlstm.export_network(sys.argv[1], {'x': x}, {'y': y}, onnx=True, nnb=True)
+print('exported', flush=True)
+'''
+
+
+def test_sigterm_during_an_export_removes_its_temporaries(tmp_path, rng):
+    """A real export (.nnp, .onnx, .nnb, seconds long) terminated while its temporaries
+    exist: they are gone, the previous files are as they were, and the process ended by
+    SIGTERM."""
+    import signal
+    import time
+    before = previous_export(tmp_path, rng)
+    child = subprocess.Popen([sys.executable, '-c', SIGTERM_EXPORT, str(tmp_path / 'm.nnp')],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not any('.tmp-' in n for n in os.listdir(str(tmp_path))):
+        assert child.poll() is None and time.time() < deadline, child.communicate()
+        time.sleep(0.005)
+    time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == -signal.SIGTERM, err.decode()
+    assert b'exported' not in out
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    assert {k: contents(str(tmp_path / ('m.' + k))) for k in before} == before

@@ -5,8 +5,8 @@ Shape legend: B batch size, T time steps, D input features, H units.
 :func:`export_network` writes an inference ``.nnp`` (NNabla's ``NnpLoader`` and
 ``nnabla_cli``), and optionally an ``.onnx`` file with a symbolic batch dimension and an
 ``.nnb`` file for NNabla's C runtime, both through NNabla's own converter (the ``onnx``
-extra). Every file is written to a temporary name and renamed only once all of them are
-complete, so a failed export leaves nothing behind. :func:`export_step` writes the one-step
+extra). The files are written all or nothing (:mod:`.files`): a failed export leaves the
+previous files as they were. :func:`export_step` writes the one-step
 network of a trained layer, for streaming inference.
 
 One module per job:

@@ -122,7 +122,9 @@ def import_nnp(converter, nnp_path, proto):
     ``network.nntxt`` holds. The importer takes the network in binary (a ``.protobuf``
     file, one of its input formats) and the file's parameters: the same message as from
     parsing the text, which NNabla does in Python (10 s for an LSTM at T = 2000)."""
-    folder = tempfile.mkdtemp(prefix='nnlstm-export-')
+    # Beside the file, named as its temporary is (.files.remove_stale removes it if killed).
+    folder = tempfile.mkdtemp(prefix=os.path.basename(nnp_path) + '-',
+                              dir=os.path.dirname(os.path.abspath(nnp_path)))
     try:
         files = [os.path.join(folder, 'network.protobuf')]
         with open(files[0], 'wb') as f:
@@ -197,8 +199,10 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
     computes (so ``time_major`` layers, heads with ``base_axis=2`` and batch-axis slices
     are refused); for ONNX, every function must be one the converter writes and ONNX
     Runtime accepts (``lengths`` masks are not). Each failure is a ValueError that says
-    what and why. Every file is written to a temporary name and renamed once all are
-    complete: a failed export leaves no file behind, and an existing one unchanged.
+    what and why. The files are written all or nothing (:mod:`nnlstm.export.files`): to
+    temporaries beside them, renamed once all are complete, the previous files put back if
+    a rename fails; temporaries are removed on any error and on SIGTERM; a new file's mode
+    follows the umask, a replaced one keeps its mode; an OSError names the user's path.
     The ``.onnx`` and ``.nnb`` files need the ``onnx`` extra (see the README).
 
     Args:
