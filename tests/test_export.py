@@ -1,7 +1,13 @@
 """save_nnp / save_parameters: what NNabla's own loader and CLI read back, and atomic writes."""
+import contextlib
 import os
+import signal
+import stat
 import subprocess
 import sys
+import time
+import types
+import zipfile
 
 import numpy as np
 import nnabla as nn
@@ -12,6 +18,8 @@ import pytest
 
 import nnlstm
 from nnlstm import export
+from nnlstm.export import converter, linear
+from nnlstm.unroll import CHUNK
 
 
 def build(batch, steps, return_sequences, name='lstm'):
@@ -277,3 +285,294 @@ def test_inputs_of_other_batch_sizes_and_a_moved_batch_axis_are_refused(tmp_path
         y = F.transpose(nnlstm.GRU(x, 4, return_sequences=True), (1, 0, 2))
     refused(tmp_path, {'x': x}, {'y': y}, r'Transpose \(2, 3, 4\) -> \(3, 2, 4\) computes a '
                                            r'\(3, 2, 4\) Variable whose first axis is not')
+
+
+def random_functions(rng, n):
+    """``n`` functions ``(name, type, inputs, outputs)`` of a random DAG, listed in a
+    shuffled order: readers of one variable several times, unread outputs, leaves."""
+    functions = []
+    made = ['x', 'w']
+    for k in range(n):
+        reads = [made[i] for i in rng.randint(0, len(made), size=rng.randint(1, 4))]
+        outs = ['f%d_out%d' % (k, j) for j in range(rng.randint(1, 3))]
+        functions.append(('f%d' % k, 'Op', reads, outs))
+        made += outs
+    return [functions[i] for i in rng.permutation(n)]
+
+
+@pytest.mark.parametrize('n', [1, 5, 40, 300])
+def test_topological_order_is_nnabla_s(rng, n):
+    from nnabla.utils.converter.nnabla.expander import _TopologicalSort
+    for _ in range(5):
+        functions = random_functions(rng, n)
+        want = _TopologicalSort(functions).sorted()
+        assert linear.topological_order(functions) == want
+
+
+def test_topological_order_refuses_a_cycle():
+    functions = [('a', 'Op', ['x', 'b_out'], ['a_out']), ('b', 'Op', ['a_out'], ['b_out'])]
+    with pytest.raises(ValueError, match=r'the network is not a DAG: a reads its own output'):
+        linear.topological_order(functions)
+
+
+def test_linear_converter_restores_nnabla_s_methods():
+    from nnabla.core.graph_def import ProtoFunction
+    from nnabla.utils.converter.nnabla.expander import NnpExpander
+    methods = lambda: (ProtoFunction._proto_call, NnpExpander._sort_functions,
+                       NnpExpander._expand_network)
+    original = methods()
+    with linear.linear_converter():
+        with linear.linear_converter():
+            assert methods() == (linear._proto_call, linear._sort_functions,
+                                 linear._expand_network)
+        assert methods()[0] is linear._proto_call  # still inside the outer block
+    assert methods() == original
+    with pytest.raises(KeyboardInterrupt):
+        with linear.linear_converter():
+            raise KeyboardInterrupt
+    assert methods() == original
+
+
+def nnp_entries(path):
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+SAME_FILE_GRAPHS = {
+    'LSTM, states, T past a chunk': lambda x: dict(zip('ych', nnlstm.LSTM(
+        x, 4, return_sequences=True, return_state=True, name='lstm'))),
+    'Bidirectional(GRU) + head': lambda x: {'y': PF.affine(nnlstm.Bidirectional(
+        nnlstm.GRU, x, 3, name='bi'), 2, name='fc')},
+    'Stacked(SimpleRNN)': lambda x: {'y': nnlstm.Stacked(
+        nnlstm.SimpleRNN, x, 3, num_layers=2, return_sequences=True, name='st')},
+}
+
+
+@pytest.mark.parametrize('graph', list(SAME_FILE_GRAPHS))
+def test_linear_saver_writes_the_file_nnabla_s_saver_writes(tmp_path, monkeypatch, graph):
+    """The .nnp written with the linear saver holds byte for byte the network NNabla's own
+    saver writes (its text: variable names, function order, shapes)."""
+    steps = CHUNK + 3 if 'past a chunk' in graph else 4
+    with nn.no_grad():
+        x = nn.Variable((2, steps, 2))
+        outputs = SAME_FILE_GRAPHS[graph](x)
+    linear_path = nnlstm.export_network(str(tmp_path / 'linear.nnp'), {'x': x}, outputs)['nnp']
+    monkeypatch.setattr(converter, 'linear_converter', contextlib.nullcontext)
+    nnabla_path = nnlstm.export_network(str(tmp_path / 'nnabla.nnp'), {'x': x}, outputs)['nnp']
+    linear_files, nnabla_files = nnp_entries(linear_path), nnp_entries(nnabla_path)
+    assert sorted(linear_files) == sorted(nnabla_files)
+    assert b'Affine' in linear_files['network.nntxt']
+    for name in nnabla_files:
+        assert linear_files[name] == nnabla_files[name], name
+
+
+def random_buffer_plan(rng, n):
+    """What NNabla's .nnb buffer planner reads (an ``info`` of create_nnabart_info) for a
+    random network of ``n`` functions: variables listed in a shuffled order (so buffer
+    indices do not follow the functions), parameters among them, random sizes."""
+    functions = random_functions(rng, n)
+    order = linear.topological_order(functions)
+    names = ['x', 'w'] + [o for f in order for o in f[3]]
+    names = [names[i] for i in rng.permutation(len(names))]
+    variables = [types.SimpleNamespace(name=v, type='Parameter' if v == 'w' else 'Buffer')
+                 for v in names]
+    buffers = [k for k, v in enumerate(variables) if v.type == 'Buffer']
+    consumed = {i for f in order for i in f[2]}
+    return types.SimpleNamespace(
+        _network=types.SimpleNamespace(
+            function=[types.SimpleNamespace(input=f[2], output=f[3]) for f in order],
+            variable=variables),
+        _variable_buffer_index={b: [k] for b, k in enumerate(buffers)},
+        _buffer_ids={k: b for b, k in enumerate(buffers)},
+        _variable_buffer_size=[int(s) for s in rng.randint(1, 50, len(buffers))],
+        _generator_variables={}, _input_variables=['x'],
+        _output_variables=[v for v in names if v not in consumed and v != 'w'])
+
+
+@pytest.mark.parametrize('n', [1, 8, 60, 150])
+def test_nnb_buffer_plan_is_nnabla_s(rng, n):
+    from nnabla.utils.converter.nnablart.save_variable_buffer import save_variable_buffer
+    for _ in range(5):
+        info = random_buffer_plan(rng, n)
+        sizes, assigned = linear.save_variable_buffer(info)
+        want_sizes, want_assigned = save_variable_buffer(info)
+        assert [type(s) for s in sizes] == [type(s) for s in want_sizes]
+        assert sizes == want_sizes and assigned == want_assigned
+        assert len(assigned) == len(info._variable_buffer_size)
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for a test, and restore it after."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(str(path)).st_mode)
+
+
+@pytest.mark.parametrize('mask', [0o022, 0o077])
+def test_new_files_follow_the_umask_replaced_files_keep_their_mode(tmp_path, umask, mask):
+    x, y = build(2, 3, False)
+    umask(mask)
+    nnp = nnlstm.save_nnp(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y})
+    params = nnlstm.save_parameters(str(tmp_path / 'p.h5'))
+    assert mode(nnp) == mode(params) == 0o666 & ~mask
+    for path, kept in ((nnp, 0o604), (params, 0o640)):
+        os.chmod(path, kept)
+    nnlstm.save_nnp(nnp, {'x': x}, {'y': y})
+    nnlstm.save_parameters(params)
+    assert (mode(nnp), mode(params)) == (0o604, 0o640)
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'p.h5']
+
+
+def test_errors_name_the_users_path_not_a_temporary(tmp_path, monkeypatch):
+    x, y = build(2, 3, False)
+    missing = str(tmp_path / 'nodir' / 'm.nnp')
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: '%s'$" % missing):
+        nnlstm.save_nnp(missing, {'x': x}, {'y': y})
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: '.*nodir/p.h5'$"):
+        nnlstm.save_parameters(str(tmp_path / 'nodir' / 'p.h5'))
+    (tmp_path / 'afile').write_bytes(b'')
+    with pytest.raises(NotADirectoryError, match=r"Not a directory: '.*afile/m.nnp'$"):
+        nnlstm.save_nnp(str(tmp_path / 'afile' / 'm.nnp'), {'x': x}, {'y': y})
+    (tmp_path / 'm.nnp').mkdir()
+    with pytest.raises(IsADirectoryError, match=r"Is a directory: '.*/m.nnp'$"):
+        nnlstm.save_nnp(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y})
+
+    def refused(name, *args, **kwargs):  # as os.open in a folder this user cannot write
+        raise PermissionError(13, 'Permission denied', name)
+    monkeypatch.setattr(os, 'open', refused)
+    with pytest.raises(PermissionError, match=r"Permission denied: '.*/p.h5'$"):
+        nnlstm.save_parameters(str(tmp_path / 'p.h5'))
+    monkeypatch.undo()
+    assert sorted(os.listdir(str(tmp_path))) == ['afile', 'm.nnp']
+
+
+def fail_renaming_to(monkeypatch, target, error=IsADirectoryError):
+    """os.replace fails, as for a directory in the way, when it renames onto ``target``."""
+    replace = os.replace
+
+    def failing(src, dst):
+        if os.path.basename(dst) == target and '.tmp-' in src and not src.endswith('.bak'):
+            raise error(21, 'Is a directory', src, None, dst)
+        return replace(src, dst)
+    monkeypatch.setattr(os, 'replace', failing)
+
+
+def test_a_failed_rename_puts_back_the_previous_files(tmp_path, monkeypatch):
+    """`b` fails to rename after `a` was renamed: `a` is restored (and `c`, new, removed)."""
+    paths = [str(tmp_path / n) for n in ('a.txt', 'c.txt', 'b.txt')]
+    (tmp_path / 'a.txt').write_bytes(b'old a')
+    (tmp_path / 'b.txt').write_bytes(b'old b')
+    fail_renaming_to(monkeypatch, 'b.txt')
+    with pytest.raises(IsADirectoryError, match=r"Is a directory: '.*/b.txt'$"):
+        with export.staged(paths) as tmps:
+            for path, tmp in tmps.items():
+                with open(tmp, 'wb') as f:
+                    f.write(b'new')
+    assert sorted(os.listdir(str(tmp_path))) == ['a.txt', 'b.txt']
+    assert (tmp_path / 'a.txt').read_bytes() == b'old a'
+    assert (tmp_path / 'b.txt').read_bytes() == b'old b'
+    monkeypatch.undo()
+    with export.staged(paths) as tmps:  # and the same write succeeds without the fault
+        for path, tmp in tmps.items():
+            with open(tmp, 'wb') as f:
+                f.write(b'new')
+    assert [(tmp_path / n).read_bytes() for n in ('a.txt', 'c.txt', 'b.txt')] == [b'new'] * 3
+    assert sorted(os.listdir(str(tmp_path))) == ['a.txt', 'b.txt', 'c.txt']
+
+
+def dead_pid():
+    process = subprocess.Popen([sys.executable, '-c', 'pass'])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporaries_of_the_target_are_removed_by_the_next_write(tmp_path):
+    x, y = build(2, 3, False)
+    dead, hour_ago = dead_pid(), time.time() - 3600
+    names = {
+        '.m.nnp.tmp-%d-0a1b2c3d.nnp' % dead: False,  # a killed run's: removed
+        '.m.nnp.tmp-%d-0a1b2c3d.nnp-k2j4h1' % dead: False,  # its converter's folder
+        '.m.nnp.tmp-%d-99999999.nnp' % os.getpid(): False,  # this process, no write
+        '.m.nnp.tmp-1-0a1b2c3d.nnp': True,  # a running process's (pid 1)
+        '.other.nnp.tmp-%d-0a1b2c3d.nnp' % dead: True,  # another target's
+    }
+    for name in names:
+        if name.endswith('h1'):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / 'network.protobuf').write_bytes(b'')
+        else:
+            (tmp_path / name).write_bytes(b'half a file')
+        os.utime(str(tmp_path / name), (hour_ago, hour_ago))
+    newer = '.m.nnp.tmp-%d-fedcba98.nnp' % dead  # newer than the write: left alone
+    (tmp_path / newer).write_bytes(b'')
+    future = time.time() + 3600
+    os.utime(str(tmp_path / newer), (future, future))
+    nnlstm.save_nnp(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y})
+    kept = sorted(['m.nnp', newer] + [n for n, keep in names.items() if keep])
+    assert sorted(os.listdir(str(tmp_path))) == kept
+
+
+def test_sigterm_handler_is_installed_only_during_a_write(tmp_path):
+    seen = []
+    export.atomic_write(str(tmp_path / 'a'), lambda tmp: seen.append(
+        signal.getsignal(signal.SIGTERM)))
+    assert seen[0] not in (signal.SIG_DFL, signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def failing(tmp):
+        raise ValueError('in the write')
+    with pytest.raises(ValueError, match='in the write'):
+        export.atomic_write(str(tmp_path / 'a'), failing)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def own(signum, frame):
+        pass
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        export.atomic_write(str(tmp_path / 'a'), lambda tmp: seen.append(
+            signal.getsignal(signal.SIGTERM)))
+        assert seen[-1] is own and signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+SIGTERM_CHILD = r'''
+import os, signal, sys, time
+from nnlstm.export import files
+folder, when = sys.argv[1], sys.argv[2]
+paths = [os.path.join(folder, n) for n in ('m.nnp', 'm.onnx')]
+replace = os.replace
+
+def replace_then_terminate(src, dst):  # SIGTERM between the renames
+    replace(src, dst)
+    if dst == paths[0]:
+        os.kill(os.getpid(), signal.SIGTERM)
+if when == 'between renames':
+    os.replace = replace_then_terminate
+with files.staged(paths) as tmps:
+    for tmp in tmps.values():
+        with open(tmp, 'wb') as f:
+            f.write(b'new, half written')
+    if when == 'while writing':
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+print('the write went on')
+'''
+
+
+@pytest.mark.parametrize('when', ['while writing', 'between renames'])
+def test_sigterm_removes_the_temporaries_and_keeps_the_previous_files(tmp_path, when):
+    for name in ('m.nnp', 'm.onnx'):
+        (tmp_path / name).write_bytes(b'previous ' + name.encode())
+    child = subprocess.run([sys.executable, '-c', SIGTERM_CHILD, str(tmp_path), when],
+                           capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGTERM, child.stderr.decode()
+    assert b'the write went on' not in child.stdout
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    for name in ('m.nnp', 'm.onnx'):
+        assert (tmp_path / name).read_bytes() == b'previous ' + name.encode()

@@ -5,11 +5,13 @@ is not a Python package).
 
 These tests need the onnx extra (NNLSTM_EXTRAS=test,examples,onnx ./run test). Where it
 is missing they skip, unless NNLSTM_REQUIRE_ONNX=1 (as in CI) makes that a failure."""
+import contextlib
 import functools
 import importlib
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import nnabla as nn
@@ -401,3 +403,139 @@ def test_sequences_longer_than_a_chunk_export(tmp_path, rng):
     want = graph_outputs(lambda v: LAYERS['LSTM'](v, True), data)
     assert max_differences(want, loader_outputs(files['nnp'], {'x': data})) < TOLERANCE
     assert max_differences(want, ort_outputs(files['onnx'], {'x': data}, list(want))) < TOLERANCE
+
+
+def nnabla_s_import(converter, nnp_path, proto):
+    """NNabla's converter reading the .nnp as `nnabla_cli convert` does: the text parsed."""
+    return converter.NnpImporter(nnp_path, expand_network=True, executor_index=None).execute()
+
+
+SAME_FILES = {
+    'every layer, with .nnb': (T, lambda x: dict(
+        {name: fn(x, True)['y'] for name, fn in LAYERS.items()},
+        last=PF.affine(nnlstm.LSTM(x, H, name='last'), 2, name='fc'))),
+    'LSTM past a chunk': (CHUNK + 2, lambda x: LAYERS['LSTM'](x, True)),
+}
+
+
+@pytest.mark.parametrize('graph', list(SAME_FILES))
+def test_linear_export_writes_the_files_nnabla_s_converter_writes(tmp_path, rng, monkeypatch,
+                                                                 graph):
+    """nnlstm's linear saver and converter (nnlstm.export.linear, the network handed over
+    in binary) against NNabla's own, unpatched, reading the .nnp's text: the same bytes in
+    every file (the unpatched .nnb converter would take minutes past a chunk)."""
+    from nnlstm.export import converter
+    steps, build = SAME_FILES[graph]
+    nnb = 'nnb' in graph
+    with nn.no_grad():
+        x = nn.Variable((B0, steps, D))
+        outputs = build(x)
+    randomize(rng)
+    kwargs = dict(onnx=True, nnb=nnb, nnb_batch_size=1)
+    # The ONNX converter numbers the names it makes with a counter kept over the process.
+    counter = importlib.import_module('nnabla.utils.converter.onnx.exporter')
+    monkeypatch.setattr(counter, 'random_seed', 0)
+    ours = nnlstm.export_network(str(tmp_path / 'ours.nnp'), {'x': x}, outputs, **kwargs)
+    monkeypatch.setattr(counter, 'random_seed', 0)
+    monkeypatch.setattr(converter, 'linear_converter', contextlib.nullcontext)
+    monkeypatch.setattr(converter, 'import_nnp', nnabla_s_import)
+    theirs = nnlstm.export_network(str(tmp_path / 'theirs.nnp'), {'x': x}, outputs, **kwargs)
+    assert sorted(ours) == sorted(theirs) == ['nnb'] * nnb + ['nnp', 'onnx']
+    assert len(onnx.load(ours['onnx']).graph.node) > 400
+    for kind in ours:
+        assert contents(ours[kind]) == contents(theirs[kind]), kind
+
+
+def contents(path):
+    """A file's bytes; a .nnp's, a zip stamped with the time, entry by entry."""
+    if path.endswith('.nnp'):
+        with zipfile.ZipFile(path) as z:
+            return {name: z.read(name) for name in z.namelist()}
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def previous_export(tmp_path, rng):
+    """An .nnp and an .onnx exported before, and their contents."""
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = LAYERS['GRU'](x, False)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    return {k: contents(v) for k, v in files.items()}
+
+
+def test_a_failed_onnx_rename_puts_back_the_previous_nnp(tmp_path, rng, monkeypatch):
+    """The new .nnp is renamed into place first; when the .onnx's rename then fails (say, a
+    directory appeared there), the previous .nnp comes back beside the previous .onnx."""
+    before = previous_export(tmp_path, rng)
+    with nn.no_grad():
+        x = nn.Variable((B0, T, D))
+        outputs = LAYERS['LSTM'](x, True)
+    replace, renamed = os.replace, []
+
+    def failing(src, dst):
+        if dst.endswith('m.onnx') and not src.endswith('.bak'):
+            raise IsADirectoryError(21, 'Is a directory', src, None, dst)
+        renamed.append(os.path.basename(dst))
+        return replace(src, dst)
+    monkeypatch.setattr(os, 'replace', failing)
+    with pytest.raises(IsADirectoryError, match=r"Is a directory: '%s'$" % (tmp_path / 'm.onnx')):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    assert renamed[0] == 'm.nnp'  # the new .nnp was in place, then put back
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    assert {k: contents(str(tmp_path / ('m.' + k))) for k in before} == before
+
+
+def test_an_export_failing_after_the_nnp_was_written_keeps_the_previous_files(
+        tmp_path, rng, monkeypatch):
+    from nnlstm.export import converter
+    before = previous_export(tmp_path, rng)
+    written = []
+    write_nnp = converter.write_nnp
+    monkeypatch.setattr(converter, 'write_nnp', lambda path, proto: written.append(
+        (path, write_nnp(path, proto), os.path.getsize(path))))
+    x = nn.Variable((B0, T, D))
+    with nn.no_grad():
+        y = F.mul_n(*[nnlstm.LSTM(x, H)] * 3)
+    with pytest.raises(ValueError, match=r"NNabla's converter does not support the "
+                                         r"function\(s\) MulN"):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True)
+    assert len(written) == 1 and written[0][2] > 1000  # a complete new .nnp was written
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    assert {k: contents(str(tmp_path / ('m.' + k))) for k in before} == before
+
+
+SIGTERM_EXPORT = r'''
+import sys
+import nnabla as nn
+import nnlstm
+with nn.no_grad():
+    x = nn.Variable((2, 300, 3))
+    y = nnlstm.LSTM(x, 8, return_sequences=True)
+print('exporting', flush=True)
+nnlstm.export_network(sys.argv[1], {'x': x}, {'y': y}, onnx=True, nnb=True)
+print('exported', flush=True)
+'''
+
+
+def test_sigterm_during_an_export_removes_its_temporaries(tmp_path, rng):
+    """A real export (.nnp, .onnx, .nnb, seconds long) terminated while its temporaries
+    exist: they are gone, the previous files are as they were, and the process ended by
+    SIGTERM."""
+    import signal
+    import time
+    before = previous_export(tmp_path, rng)
+    child = subprocess.Popen([sys.executable, '-c', SIGTERM_EXPORT, str(tmp_path / 'm.nnp')],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not any('.tmp-' in n for n in os.listdir(str(tmp_path))):
+        assert child.poll() is None and time.time() < deadline, child.communicate()
+        time.sleep(0.005)
+    time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == -signal.SIGTERM, err.decode()
+    assert b'exported' not in out
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
+    assert {k: contents(str(tmp_path / ('m.' + k))) for k in before} == before

@@ -1,0 +1,286 @@
+"""Drive NNabla's saver and converter: the ``.nnp``, ``.onnx`` and ``.nnb`` files.
+
+Shape legend: B batch size, T time steps, D input features, H units.
+
+:func:`export_network` checks the graph (:mod:`.checks`), writes the inference ``.nnp`` with
+NNabla's saver and, through NNabla's converter (the ``onnx`` extra), the ``.onnx`` (its batch
+dimension made symbolic by :mod:`.rewrite`) and the ``.nnb``, all staged to temporary
+names by :mod:`.files` and renamed together.
+"""
+import contextlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import types
+import zipfile
+
+import nnabla.functions as F
+from nnabla.utils.get_file_handle import FileHandlerContext, get_default_file_savers, save_files
+from nnabla.utils.save import create_proto
+
+from .. import _checks
+from ..unroll import ensure_stack
+from .checks import check_graph, check_onnx_graph, check_variable_batch
+from .files import staged
+from .linear import linear_converter
+from .rewrite import exportable, make_batch_symbolic, make_names_unique
+
+#: ONNX opsets NNabla 1.39's converter writes and ONNX Runtime runs. The converter writes
+#: opset 7 for any other number without a word, and its opset-6 Gemm has no ONNX Runtime
+#: kernel. For a newer opset, convert an opset-13 file with ``onnx.version_converter``.
+ONNX_OPSETS = (7, 9, 10, 11, 13)
+
+#: The batch size the ONNX converter is run at. It fixes every batch dimension to this
+#: value; :func:`make_batch_symbolic` then turns each into the symbolic ``'batch'``, and
+#: any that remains is an error. An unusual number, so that no other dimension is mistaken
+#: for it.
+ONNX_EXPORT_BATCH = 8191
+
+CONVERTER_INSTALL = ("pip install 'nnlstm[onnx]' && pip install --no-deps "
+                     "nnabla-converter==1.39.0 (./run does both with "
+                     "NNLSTM_EXTRAS=test,examples,onnx)")
+
+
+def network_proto(contents):
+    """The ``NNablaProtoBuf`` that ``nnabla.utils.save.save(path, contents)`` writes for a
+    ``.nnp`` with a variable batch size, without parameters, rewritten by
+    :func:`exportable`."""
+    return exportable(create_proto(contents, False, True))
+
+
+def write_nnp(path, proto):
+    """Write ``proto`` (:func:`network_proto`) and the current parameters to the ``.nnp``
+    ``path``, as NNabla's ``save`` does."""
+    ctx = FileHandlerContext()
+    ctx.proto = proto
+    ctx.parameters = None
+    save_files(ctx, get_default_file_savers(parameter_format='.h5'), path, '.nnp')
+
+
+def _named(variables, arg):
+    if not isinstance(variables, dict) or not variables:
+        raise TypeError("`%s` must be a non-empty dict {name: nnabla.Variable}; received %r"
+                        % (arg, type(variables).__name__))
+    for key, value in variables.items():
+        if not isinstance(key, str):
+            raise TypeError("`%s` keys must be str names; received %r" % (arg, key))
+        _checks.variable(value, '%s[%r]' % (arg, key))
+    return variables
+
+
+def _opset(value):
+    if isinstance(value, bool) or value not in ONNX_OPSETS:
+        raise ValueError("`opset` must be one of %s; received %r. NNabla 1.39's converter "
+                         "silently writes opset 7 for other numbers (and ONNX Runtime cannot "
+                         "run its opset 6); for a newer opset, convert an opset-13 file with "
+                         "onnx.version_converter.convert_version"
+                         % (', '.join(map(str, ONNX_OPSETS)), value))
+    return int(value)
+
+
+def _converter():
+    """NNabla's converter modules, or an ImportError that says how to install them."""
+    try:
+        import onnx
+        from nnabla.utils.converter.nnabla import NnpImporter
+        from nnabla.utils.converter.nnablart import NnbExporter
+        from nnabla.utils.converter.onnx import OnnxExporter
+    except ImportError as e:
+        raise ImportError("exporting .onnx or .nnb needs the onnx package and NNabla's "
+                          "converter (%s): %s" % (CONVERTER_INSTALL, e)) from e
+    return types.SimpleNamespace(onnx=onnx, NnpImporter=NnpImporter, NnbExporter=NnbExporter,
+                                 OnnxExporter=OnnxExporter)
+
+
+def _quietly(fn, *args):
+    """Call ``fn(*args)`` without the progress NNabla's converter prints on stdout."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        return fn(*args)
+
+
+@contextlib.contextmanager
+def deep_recursion(functions):
+    """Room for NNabla's converter, which walks the network recursively in Python: its
+    default recursion limit (1000) stops it near 70 unrolled LSTM steps. The limit is
+    raised to a few frames per function, and the main thread's stack with it."""
+    depth = 1000 + 8 * functions
+    ensure_stack(depth // 4)  # its per-step estimate covers more than 4 Python frames
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, depth))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+def import_nnp(converter, nnp_path, proto):
+    """What NNabla's converter reads from the ``.nnp`` at ``nnp_path`` (``NnpImporter``,
+    the network expanded), given ``proto``, the ``NNablaProtoBuf`` whose text the file's
+    ``network.nntxt`` holds. The importer takes the network in binary (a ``.protobuf``
+    file, one of its input formats) and the file's parameters: the same message as from
+    parsing the text, which NNabla does in Python (10 s for an LSTM at T = 2000)."""
+    # Beside the file, named as its temporary is (.files.remove_stale removes it if killed).
+    folder = tempfile.mkdtemp(prefix=os.path.basename(nnp_path) + '-',
+                              dir=os.path.dirname(os.path.abspath(nnp_path)))
+    try:
+        files = [os.path.join(folder, 'network.protobuf')]
+        with open(files[0], 'wb') as f:
+            f.write(proto.SerializeToString())
+        with zipfile.ZipFile(nnp_path) as z:
+            for name in z.namelist():
+                if os.path.splitext(name)[1].lower() in ('.protobuf', '.h5'):
+                    files.append(z.extract(name, os.path.join(folder, 'parameters')))
+        return _quietly(converter.NnpImporter(*files, expand_network=True,
+                                              executor_index=None).execute)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_onnx(converter, nnp, onnx_path, opset):
+    """Convert ``nnp`` (:func:`import_nnp`) to ONNX ``opset`` with NNabla's converter, make
+    its batch dimension symbolic, check and write it."""
+    exporter = converter.OnnxExporter(nnp, ONNX_EXPORT_BATCH, -1, opset=str(opset))
+    table = exporter.nnabla_function_type_to_onnx_optype
+    unsupported = sorted({f.type for net in nnp.protobuf.network for f in net.function
+                          if f.type not in table})
+    if unsupported:
+        raise ValueError("cannot export to ONNX opset %d: NNabla's converter does not support "
+                         "the function(s) %s of this graph (for F.mul_n / F.add_n use chains "
+                         "of F.mul2 / F.add2)" % (opset, ', '.join(unsupported)))
+    try:
+        model = _quietly(exporter.export_model_proto)
+    except Exception as e:
+        raise ValueError("NNabla's ONNX converter failed on this graph: %s: %s"
+                         % (type(e).__name__, e)) from e
+    make_batch_symbolic(make_names_unique(model), ONNX_EXPORT_BATCH, opset)
+    try:
+        # With shape inference, which finds type errors, from opset 9 on: for opset 7 the
+        # converter writes int64 Constants (Reshape targets) that ONNX Runtime runs but
+        # that opset's Constant does not define.
+        converter.onnx.checker.check_model(model, full_check=opset >= 9)
+    except Exception as e:
+        raise ValueError("the ONNX model NNabla's converter wrote for this graph is invalid: "
+                         "%s" % e) from e
+    converter.onnx.save(model, onnx_path)
+
+
+def write_nnb(converter, nnp, nnb_path, batch_size):
+    """Convert ``nnp`` (:func:`import_nnp`) to an ``.nnb`` of fixed ``batch_size``."""
+    try:
+        _quietly(converter.NnbExporter(nnp, batch_size, api_level=-1).execute,
+                 nnb_path, None, None, ['FLOAT32'])
+    except Exception as e:
+        raise ValueError("NNabla's .nnb converter failed on this graph: %s: %s"
+                         % (type(e).__name__, e)) from e
+
+
+def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_batch_size=None,
+           network_name='inference', executor_name='runtime'):
+    """Export the inference network from ``inputs`` to ``outputs``: an ``.nnp`` file, and
+    optionally ``.onnx`` and ``.nnb`` files beside it (same name, other extension).
+
+    * ``.nnp``: NNabla's ``NnpLoader`` and ``nnabla_cli infer`` run it at any batch size.
+      It holds the network (named ``network_name``; the first axis of every input is the
+      batch, left variable), an executor ``executor_name`` and the current parameters.
+      Each output is saved as an Identity of the Variable given, so that ``NnpLoader``'s
+      ``net.outputs`` lists them all (it lists the graph's leaves) and one Variable may be
+      named twice (an LSTM's ``y`` and ``h_T``).
+    * ``.onnx`` (``onnx=True``): written by NNabla's own converter at ``opset`` (one of
+      :data:`ONNX_OPSETS`), then rewritten so that the batch dimension is symbolic
+      (``'batch'``): one file serves every batch size. Inputs and outputs keep their names.
+    * ``.nnb`` (``nnb=True``): for NNabla's C runtime, with a fixed batch size,
+      ``nnb_batch_size`` (default: the first axis of the inputs here).
+
+    The graph is checked first: it must hold no training-only function (Dropout), read
+    nothing but ``inputs`` and parameters, and keep the batch on the first axis of all it
+    computes (so ``time_major`` layers, heads with ``base_axis=2`` and batch-axis slices
+    are refused); for ONNX, every function must be one the converter writes and ONNX
+    Runtime accepts (``lengths`` masks are not). Each failure is a ValueError that says
+    what and why. The files are written all or nothing (:mod:`nnlstm.export.files`): to
+    temporaries beside them, renamed once all are complete, the previous files put back if
+    a rename fails; temporaries are removed on any error and on SIGTERM; a new file's mode
+    follows the umask, a replaced one keeps its mode; an OSError names the user's path.
+    The ``.onnx`` and ``.nnb`` files need the ``onnx`` extra (see the README).
+
+    Args:
+        path (str): the ``.nnp`` file to write.
+        inputs (dict): ``{name: Variable}``, the network's inputs, each batch-major
+            (B, ...): ``x`` (B, T, D) for a layer; states (B, H) for a step network.
+        outputs (dict): ``{name: Variable}``, what it computes.
+        onnx (bool): also write ``path`` with ``.onnx``.
+        opset (int): the ONNX opset, one of :data:`ONNX_OPSETS`.
+        nnb (bool): also write ``path`` with ``.nnb``.
+        nnb_batch_size (int): the ``.nnb``'s fixed batch size.
+
+    Returns:
+        dict: ``{'nnp': path, 'onnx': ..., 'nnb': ...}``, the files written.
+
+    Example:
+        >>> with nn.no_grad():
+        ...     x = nn.Variable((1, 20, 1))
+        ...     y = PF.affine(nnlstm.LSTM(x, 32, name='lstm'), 1, name='fc')
+        >>> nnlstm.export_network('sine.nnp', {'x': x}, {'y': y}, onnx=True)
+        {'nnp': 'sine.nnp', 'onnx': 'sine.onnx'}
+    """
+    path = os.fspath(path)
+    if not path.endswith('.nnp'):
+        raise ValueError("`path` must end with '.nnp'; received %r" % path)
+    _named(inputs, 'inputs')
+    _named(outputs, 'outputs')
+    if onnx:
+        opset = _opset(opset)
+    batch, graph = check_graph(inputs, outputs)
+    nnb_batch_size = (batch if nnb_batch_size is None
+                      else _checks.positive_int(nnb_batch_size, 'nnb_batch_size'))
+    converter = None
+    if onnx or nnb:
+        converter = _converter()
+    if onnx:
+        check_onnx_graph(graph)
+    named = {key: F.identity(v) for key, v in outputs.items()}
+    files = {'nnp': path}
+    stem = path[:-len('.nnp')]
+    if onnx:
+        files['onnx'] = stem + '.onnx'
+    if nnb:
+        files['nnb'] = stem + '.nnb'
+    contents = {
+        'networks': [{'name': network_name, 'batch_size': batch,
+                      'outputs': named, 'names': dict(inputs)}],
+        'executors': [{'name': executor_name, 'network': network_name,
+                       'data': list(inputs), 'output': list(named)}],
+    }
+    with linear_converter():
+        proto = network_proto(contents)
+        check_variable_batch(proto, network_name, inputs)
+        with staged(list(files.values())) as tmps:
+            write_nnp(tmps[path], proto)
+            with deep_recursion(len(graph.functions)):
+                if onnx:
+                    write_onnx(converter, import_nnp(converter, tmps[path], proto),
+                               tmps[files['onnx']], opset)
+                if nnb:
+                    write_nnb(converter, import_nnp(converter, tmps[path], proto),
+                              tmps[files['nnb']], nnb_batch_size)
+    return files
+
+
+def save_nnp(path, inputs, outputs, network_name='inference', executor_name='runtime'):
+    """Save the network from ``inputs`` to ``outputs`` as an inference ``.nnp`` file,
+    atomically: :func:`export_network` without the other formats. Returns ``path``.
+
+    Args:
+        path (str): the ``.nnp`` file to write.
+        inputs (dict): ``{name: Variable}``, the network's inputs, batch-major.
+        outputs (dict): ``{name: Variable}``, what it computes.
+
+    Example:
+        >>> x = nn.Variable((1, 20, 1))
+        >>> y = PF.affine(nnlstm.LSTM(x, 32, name='lstm'), 1, name='fc')
+        >>> nnlstm.save_nnp('sine.nnp', {'x': x}, {'y': y})
+    """
+    return export_network(path, inputs, outputs, network_name=network_name,
+                          executor_name=executor_name)['nnp']
