@@ -576,3 +576,14 @@ def test_sigterm_removes_the_temporaries_and_keeps_the_previous_files(tmp_path, 
     assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
     for name in ('m.nnp', 'm.onnx'):
         assert (tmp_path / name).read_bytes() == b'previous ' + name.encode()
+
+
+@pytest.mark.parametrize('options,error,match', [
+    ({'use_bias': False}, ValueError, r"would ignore the layer's parameters \['enc/WaWiWfWo/affine/b'\]"),
+    ({'foo': 1}, TypeError, r"step_network\(\) got an unexpected option 'foo'"),
+    ({'reset_after': False}, TypeError, r"'reset_after'"),
+])
+def test_step_network_refuses_options_the_layer_was_not_built_with(options, error, match):
+    nnlstm.LSTM(nn.Variable((2, 5, 1)), 4, name='enc')
+    with pytest.raises(error, match=match):
+        nnlstm.step_network(nnlstm.LSTM, 1, 4, name='enc', **options)

@@ -3,14 +3,8 @@ import nnabla as nn
 import nnabla.parameter
 
 from .. import _checks
-from ..cells import GRUCell, LSTMCell, SimpleRNNCell
-from ..layers import GRU, LSTM, SimpleRNN
+from ..kinds import kind_of
 from .converter import export_network
-
-
-#: Each layer's one-step function and state fields, in the order the step network reads them.
-STEP_CELLS = {LSTM: (LSTMCell, ('c', 'h')), GRU: (GRUCell, ('h',)),
-              SimpleRNN: (SimpleRNNCell, ('h',))}
 
 
 def step_network(layer, input_size, units, name, batch_size=1, **options):
@@ -42,19 +36,26 @@ def step_network(layer, input_size, units, name, batch_size=1, **options):
         >>> outputs['y'] = PF.affine(outputs['y'], 1, name='fc')   # the model's head
         >>> nnlstm.export_network('step.nnp', inputs, outputs, onnx=True)
     """
-    if layer not in STEP_CELLS:
-        raise TypeError("`layer` must be nnlstm.LSTM, nnlstm.GRU or nnlstm.SimpleRNN; "
-                        "received %r" % (layer,))
+    kind = kind_of(layer)
+    kind.check_options('step_network', options)
     input_size = _checks.positive_int(input_size, 'input_size')
     units = _checks.positive_int(units, 'units')
     batch_size = _checks.positive_int(batch_size, 'batch_size')
-    if not isinstance(name, str) or not name:
-        raise TypeError("`name` must be a non-empty str; received %r" % (name,))
-    cell, fields = STEP_CELLS[layer]
+    name = _checks.name(name)
+    cell, fields = kind.cell, kind.state._fields
     before = set(nn.get_parameters(grad_only=False))
     if not any(k.startswith(name + '/') for k in before):
         raise ValueError("no parameters under `name` %r: build or load the trained layer "
                          "first (parameters: %s)" % (name, sorted(before) or 'none'))
+    # The layer's parameters the step would not read (a bias, with use_bias=False given
+    # for a layer trained with one): the file would silently compute another function.
+    unused = sorted(name + '/' + p.name for p in kind.params
+                    if name + '/' + p.name in before
+                    and p.name not in kind.parameters(input_size, units, **options))
+    if unused:
+        raise ValueError("the %s step under `name` %r would ignore the layer's parameters %s: "
+                         "give the options the layer was built with (e.g. `use_bias`, "
+                         "`reset_after`)" % (layer.__name__, name, unused))
     x = nn.Variable((batch_size, input_size))
     states = [nn.Variable((batch_size, units)) for _ in fields]
     with nn.no_grad():
