@@ -24,6 +24,7 @@ import nnabla as nn
 from nnabla.function import PythonFunction
 
 from . import gates
+from .kinds import KINDS
 
 try:
     import numba
@@ -371,7 +372,7 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
     hm = empty_h if h_mask is None else np.ascontiguousarray(h_mask, dtype)
     vm = np.empty((0, 0, 0), dtype) if valid is None else valid.astype(dtype)
     if state is None:
-        state = [np.zeros((batch, units), dtype)] * len(STATE_SIZE[spec.kind])
+        state = [np.zeros((batch, units), dtype)] * len(KINDS[spec.kind].state._fields)
     state = [np.ascontiguousarray(s, dtype) for s in state]
     act = ACTIVATION_CODES[spec.activation]
     ract = ACTIVATION_CODES.get(spec.recurrent_activation, 0)
@@ -404,12 +405,8 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
     if keep:
         cache = dict(xm=xm, perm=perm, valid=vm, h_mask=hm, x_mask=x_mask, wx=wx, rec=rec,
                      kept=tuple(kept), dims=(steps, batch, dim), codes=(act, ract),
-                     order=order, x_layout=x.shape)
+                     order=order, present=[p is not None for p in params])
     return y, final, cache
-
-
-#: The state tensors of each kind, in the state's field order.
-STATE_SIZE = {'lstm': ('c', 'h'), 'gru': ('h',), 'rnn': ('h',)}
 
 
 def backward(spec, cache, dy, dfinal, need_x=True):
@@ -454,6 +451,7 @@ def backward(spec, cache, dy, dfinal, need_x=True):
                        np.dot(flat(kept[0][3]).T, dn)]
     else:
         dparams = [np.concatenate([dwx, np.dot(hms.T, flat(dxw))]), db]
+    dparams = [d if p else None for d, p in zip(dparams, cache['present'])]
     dx = None
     if need_x:
         dxp = np.dot(flat(dxw), cache['wx'].T).reshape(steps, batch, dim)
