@@ -362,6 +362,7 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
     """
     dtype = x.dtype
     one, half = dtype.type(1), dtype.type(0.5)
+    params = [None if p is None else np.asarray(p, dtype) for p in params]
     xt = x if spec.time_major else x.transpose(1, 0, 2)
     steps, batch, dim = xt.shape
     units = spec.units
@@ -428,7 +429,7 @@ def backward(spec, cache, dy, dfinal, need_x=True):
 
     with one_blas_thread():
         if spec.kind == 'lstm':
-            dxw, dc, dh = lstm_backward(dyt, *dfinal, rec[0], *kept, hm, vm, act, ract,
+            dxw, dc, dh = lstm_backward(dyt, *dfinal, rec[0], *kept[:3], hm, vm, act, ract,
                                         *map(order.index, 'aifo'), one)
             dstate = (dc, dh)
         elif spec.kind == 'gru':
@@ -438,7 +439,7 @@ def backward(spec, cache, dy, dfinal, need_x=True):
         else:
             dxw, dh = rnn_backward(dyt, dfinal[0], rec[0], kept[0], hm, vm, act, one)
             dstate = (dh,)
-    hms = flat(kept[0][5] if spec.kind == 'gru' else kept[-1])
+    hms = flat({'lstm': kept[-1], 'gru': kept[0][5], 'rnn': kept[0][1]}[spec.kind])
     dwx = np.dot(flat(cache['xm']).T, flat(dxw))
     db = dxw.sum(axis=(0, 1))
     if spec.kind == 'gru':
