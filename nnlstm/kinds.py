@@ -90,20 +90,15 @@ COMMON_OPTIONS = {
 VARIANTS = {
     'proj_size': "LSTMP's projection of h (PyTorch's proj_size)",
     'use_peepholes': 'peephole connections',
-    'layer_norm': 'layer normalization',
 }
 
 #: The LSTM variants' options (issue 13), with their defaults: the plain cell.
-LSTM_VARIANTS = {'proj_size': None, 'use_peepholes': False, 'layer_norm': False,
-                 'norm_epsilon': 1e-3}
+LSTM_VARIANTS = {'proj_size': None, 'use_peepholes': False}
 
 #: What each role's default initializer is, for the docstrings.
 ROLE_DOC = {'kernel': 'Glorot uniform', 'recurrent': 'orthogonal',
             'kernel+recurrent': 'rows [x; h]: Glorot uniform over x, orthogonal over h',
-            'bias': 'zeros', 'projection': 'Glorot uniform',
-            'peephole': 'Glorot uniform over (H, H) fans (TF\'s LSTMCell, Keras\' '
-                        'PeepholeLSTMCell)',
-            'gain': 'ones', 'shift': 'zeros'}
+            'bias': 'zeros'}
 
 
 class CellKind(NamedTuple):
@@ -119,8 +114,9 @@ class CellKind(NamedTuple):
     fused: Optional[str] = None  # NNabla's function running the whole layer ('lstm': F.lstm)
 
     def dims(self, input_size, units, **options):
-        """The legend's letters for ``input_size`` D, ``units`` H and ``options``: D, H, P."""
-        projection = dict(self.options, **options).get('proj_size')
+        """The legend's letters for ``input_size`` D, ``units`` H and ``options``: D, H and
+        P (``proj_size``, checked; H without one)."""
+        projection = _checks.projection(dict(self.options, **options).get('proj_size'), units)
         return dict(D=input_size, H=units, P=units if projection is None else projection)
 
     def parameters(self, input_size, units, **options):
@@ -130,11 +126,11 @@ class CellKind(NamedTuple):
         options = dict(self.options, **options)
         return {p.name: shape_of(p.legend, **dims) for p in self.params if p.exists(options)}
 
-    def state_shapes(self, batch, units, **options):
-        """The shape of each state field for ``batch`` B, ``units`` H and ``options``, as
-        a ``state`` tuple."""
-        dims = dict(self.dims(1, units, **options), B=batch)
-        return self.state(*[shape_of(legend, **dims) for legend in self.states])
+    def state_sizes(self, units, **options):
+        """The width of each state field for ``units`` H and ``options`` (``(H, P)`` for an
+        LSTM: c is (B, H), h is (B, P)), as a tuple in the state's field order."""
+        dims = dict(self.dims(1, units, **options), B=1)
+        return tuple(shape_of(legend, **dims)[1] for legend in self.states)
 
     def check_options(self, function, given):
         """Refuse the options of ``given`` this kind's cell does not take, naming
@@ -143,27 +139,17 @@ class CellKind(NamedTuple):
 
 
 _BIAS = When(use_bias=True)
-_NORM = When(layer_norm=True)
 _PEEP = When(use_peepholes=True)
 
 KINDS = {
     'lstm': CellKind(
         'lstm', 'LSTM', LSTMCore, LSTMCell, LSTMState,
-        (ParamSpec('WaWiWfWo/affine/W', '(D + P, 4H)', 'kernel+recurrent',
-                   When(layer_norm=False)),
+        (ParamSpec('WaWiWfWo/affine/W', '(D + P, 4H)', 'kernel+recurrent'),
          ParamSpec('WaWiWfWo/affine/b', '(4H,)', 'bias', _BIAS),
-         ParamSpec('WaWiWfWo/x/affine/W', '(D, 4H)', 'kernel', _NORM),
-         ParamSpec('WaWiWfWo/h/affine/W', '(P, 4H)', 'recurrent', _NORM),
-         ParamSpec('kernel_norm/gamma', '(4H,)', 'gain', _NORM),
-         ParamSpec('kernel_norm/beta', '(4H,)', 'shift', _NORM),
-         ParamSpec('recurrent_norm/gamma', '(4H,)', 'gain', _NORM),
-         ParamSpec('recurrent_norm/beta', '(4H,)', 'shift', _NORM),
-         ParamSpec('state_norm/gamma', '(H,)', 'gain', _NORM),
-         ParamSpec('state_norm/beta', '(H,)', 'shift', _NORM),
-         ParamSpec('peephole/w_ci', '(H,)', 'peephole', _PEEP),
-         ParamSpec('peephole/w_cf', '(H,)', 'peephole', _PEEP),
-         ParamSpec('peephole/w_co', '(H,)', 'peephole', _PEEP),
-         ParamSpec('Whr/affine/W', '(H, P)', 'projection', When(given=('proj_size',)))),
+         ParamSpec('peephole/w_ci', '(H,)', 'kernel', _PEEP),
+         ParamSpec('peephole/w_cf', '(H,)', 'kernel', _PEEP),
+         ParamSpec('peephole/w_co', '(H,)', 'kernel', _PEEP),
+         ParamSpec('Whr/affine/W', '(H, P)', 'kernel', When(given=('proj_size',)))),
         dict(COMMON_OPTIONS, recurrent_activation='sigmoid', unit_forget_bias=True,
              **LSTM_VARIANTS),
         ('(B, H)', '(B, P)'), fused='lstm'),
@@ -173,16 +159,11 @@ KINDS = {
          ParamSpec('WzWrWn/affine/b', '(3H,)', 'bias', _BIAS),
          ParamSpec('UzUrUn/affine/W', '(H, 3H)', 'recurrent', When(reset_after=True)),
          ParamSpec('UzUrUn/affine/b', '(3H,)', 'bias', When(reset_after=True) & _BIAS),
-         ParamSpec('kernel_norm/gamma', '(3H,)', 'gain', _NORM),
-         ParamSpec('kernel_norm/beta', '(3H,)', 'shift', _NORM),
-         ParamSpec('recurrent_norm/gamma', '(3H,)', 'gain', _NORM),
-         ParamSpec('recurrent_norm/beta', '(3H,)', 'shift', _NORM),
          ParamSpec('UzUr/affine/W', '(H, 2H)', 'recurrent', When(reset_after=False),
                    '(H, 3H)'),
          ParamSpec('Un/affine/W', '(H, H)', 'recurrent', When(reset_after=False),
                    '(H, 3H)')),
-        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', reset_after=True,
-             layer_norm=False, norm_epsilon=1e-3),
+        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', reset_after=True),
         ('(B, H)',)),
     'rnn': CellKind(
         'rnn', 'SimpleRNN', SimpleRNNCore, SimpleRNNCell, HiddenState,
