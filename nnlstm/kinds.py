@@ -24,7 +24,7 @@ __all__ = ['CellKind', 'KINDS', 'ParamSpec', 'VARIANTS', 'When', 'kind_of', 'par
 
 class When:
     """A condition on a layer's options, e.g. ``When(use_bias=True)``, or
-    ``When(given=('proj_size',))`` for an option that is not None; callable on an options
+    ``When(given=('proj_size',))`` for an option that is neither None nor 0; callable on an options
     dict (missing flags read as True), printable for the docstrings, and combined with
     ``&``."""
 
@@ -33,7 +33,7 @@ class When:
 
     def __call__(self, options):
         return (all(bool(options.get(k, True)) == v for k, v in self.flags.items())
-                and all(options.get(k) is not None for k in self.given))
+                and all(options.get(k) not in (None, 0) for k in self.given))
 
     def __and__(self, other):
         return When(self.given + other.given, **dict(self.flags, **other.flags))
