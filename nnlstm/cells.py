@@ -159,7 +159,8 @@ class Core:
                 offsets[spec.whole] = start + shape[1]
                 init = functools.partial(self.cut, wholes, spec, start,
                                          _checks.shape_of(spec.whole, **dims))
-            params.append(parameter(spec.name, shape, spec.legend, init,
+            legend = spec.legend if dims['P'] != dims['H'] else spec.legend.replace('P', 'H')
+            params.append(parameter(spec.name, shape, legend, init,
                                     self.options['fix_parameters']))
         return tuple(params)
 

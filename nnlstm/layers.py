@@ -162,7 +162,7 @@ def fused_lstm(kind, inputs, units, initial_state, name, stateful=None, cell_opt
     core, state, _ = prepare(kind, inputs, units, initial_state, name, stateful=stateful,
                              cell_options=cell_options)
     batch, dim, units = inputs.shape[0], core.input_size, core.units
-    w, b = core.params
+    w, b = core.params[:2]  # the variants' parameters are blockers
 
     def to_fused(v, axis):  # gate blocks from nnlstm's order to F.lstm's, along ``axis``
         blocks = F.split(v, axis=axis)
