@@ -138,13 +138,14 @@ def test_weight_dropout_one_mask_on_the_recurrent_rows_per_forward_pass(rng, cas
         for spec, w in zip(core.kind.params, core.params):
             if w is None:
                 continue
-            raw = nn.get_parameters(grad_only=False)['layer/' + spec.name].d.astype(np.float32)
+            raw = nn.get_parameters(grad_only=False)['layer/' + spec.name].d
+            raw, read = raw.astype(np.float32), w.d.astype(np.float32)
             rows = {'kernel+recurrent': slice(D, None), 'recurrent': slice(None)}.get(spec.role)
             if rows is None:
-                np.testing.assert_array_equal(w.d, raw)
+                np.testing.assert_array_equal(read, raw)
                 continue
-            np.testing.assert_array_equal(w.d[:rows.start or 0], raw[:rows.start or 0])
-            mask = w.d[rows] / raw[rows]
+            np.testing.assert_array_equal(read[:rows.start or 0], raw[:rows.start or 0])
+            mask = read[rows] / raw[rows]
             np.testing.assert_allclose(mask[mask != 0], 1 / (1 - p), rtol=1e-6)
             assert 0.3 < np.mean(mask == 0) < 0.7
             masks.append(mask == 0)
