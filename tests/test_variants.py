@@ -9,9 +9,11 @@ import pytest
 
 import nnlstm
 from nnlstm.cells import Core
+import reference
 from nnlstm.export import functions_of
 from nnlstm.unroll import unroll
-from test_layers import B, CASES, D, H, T, build, equations, forward, randomize, var
+from test_layers import (B, CASES, D, H, T, build, equations, forward, layer_params,
+                         randomize, var)
 
 #: A rate per state tensor for each case: LSTM's (z_c, z_h) pair, one z for the others.
 ZONEOUT = {'lstm': (0.3, 0.6), 'gru': 0.4, 'gru_reset_before': 0.4, 'rnn': 0.5}
@@ -21,7 +23,8 @@ def zero_state(case, batch=B):
     return [np.zeros((batch, H)) for _ in CASES[case][2]]
 
 
-def stepped(case, x, state, zoneout=0.0, keep=None, resets=None, reverse=False, name='layer'):
+def stepped(case, x, state, zoneout=0.0, keep=None, resets=None, reverse=False, name='layer',
+            params=None):
     """The NumPy reference stepped by hand: each step the cell's equations, then zoneout's
     blend (``keep``: per step the 0/1 masks, 1 = the new value; None: the expectation),
     with the state first set to ``state`` where ``resets[:, t]`` is 1. Returns (ys, state)."""
@@ -32,7 +35,7 @@ def stepped(case, x, state, zoneout=0.0, keep=None, resets=None, reverse=False, 
         if resets is not None:
             r = resets[:, t:t + 1]
             state = [(1 - r) * s + r * s0 for s, s0 in zip(state, initial)]
-        _, new = equations(case, name, x[:, t:t + 1], state)
+        _, new = equations(case, name, x[:, t:t + 1], state, params=params)
         if keep is None:
             new = [z * o + (1 - z) * n for z, o, n in zip(rates, state, new)]
         else:
@@ -63,8 +66,7 @@ def test_zoneout_training_with_fixed_masks_equals_the_reference(rng, case, monke
     rates = ZONEOUT[case]
     fields = CASES[case][2]
     keep = [(rng.rand(T, B, H) >= 0.5).astype(np.float32) for _ in fields]
-    monkeypatch.setattr(Core, 'zoneout_masks', lambda self, shape: tuple(
-        var(k) if shape == (T, B, H) else None for k in keep))
+    monkeypatch.setattr(Core, 'zoneout_masks', lambda self, shape: tuple(map(var, keep)))
     x = rng.randn(B, T, D)
     out = build(case, var(x), zoneout=rates, return_sequences=True, return_state=True)
     randomize(rng, 'layer')
@@ -364,3 +366,35 @@ def test_inference_graph_with_every_option_has_no_random_function():
         y = nnlstm.Bidirectional(nnlstm.LSTM, x, H, zoneout=(0.1, 0.2), weight_dropout=0.3,
                                  resets=np.zeros((B, T)), return_sequences=True)
     assert not {'Rand', 'Dropout', 'GreaterEqualScalar'} & functions_of([y])
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_gradients_with_zoneout_and_resets_match_finite_differences(rng, case, monkeypatch):
+    """Training zoneout with fixed masks, a reset to the initial state: the gradients of the
+    parameters, the inputs and the initial state against float64 central differences."""
+    b, t, d = 2, 3, 2
+    fields = CASES[case][2]
+    keep = [(rng.rand(t, b, H) >= 0.5).astype(np.float32) for _ in fields]
+    monkeypatch.setattr(Core, 'zoneout_masks', lambda self, shape: tuple(map(var, keep)))
+    x, g = rng.randn(b, t, d), rng.randn(b, t, H)
+    states = {'%s0' % f: rng.randn(b, H) for f in fields}
+    resets = np.array([[0, 1, 0], [0, 0, 1]], np.float32)
+    xv, sv = var(x, True), [var(states['%s0' % f], True) for f in fields]
+    y = build(case, xv, initial_state=sv[0] if len(sv) == 1 else tuple(sv),
+              return_sequences=True, zoneout=ZONEOUT[case], resets=resets)
+    randomize(rng, 'layer')
+    loss = F.sum(F.mul2(y, var(g)))
+    for p in nn.get_parameters().values():
+        p.grad.zero()
+    loss.forward()
+    loss.backward()
+    inputs = dict(layer_params('layer'), x=x, **states)
+    analytic = dict({k[len('layer/'):]: v.g for k, v in nn.get_parameters().items()}, x=xv.g,
+                    **{'%s0' % f: v.g for f, v in zip(fields, sv)})
+
+    def objective(values):
+        ys, _ = stepped(case, values['x'], [values['%s0' % f] for f in fields], keep=keep,
+                        resets=resets, params=values)
+        return np.sum(ys * g)
+
+    reference.assert_gradients(analytic, inputs, objective)
