@@ -398,3 +398,17 @@ def test_gradients_with_zoneout_and_resets_match_finite_differences(rng, case, m
         return np.sum(ys * g)
 
     reference.assert_gradients(analytic, inputs, objective)
+
+
+def test_mc_dropout_samples_zoneout_per_row(rng):
+    """Inside mc_dropout zoneout draws its training masks: a spread around a mean near the
+    inference graph's expectation blend."""
+    x = var(rng.randn(2, T, D))
+    with nn.no_grad():
+        plain = nnlstm.GRU(x, H, zoneout=0.3, name='layer')
+    randomize(rng, 'layer')
+    mean, variance = nnlstm.mc_dropout(
+        lambda v: nnlstm.GRU(v, H, zoneout=0.3, name='layer'), x, samples=400)
+    got = forward(plain, mean, variance)
+    assert np.all(got[2] > 1e-4)
+    np.testing.assert_allclose(got[1], got[0], atol=0.1)
