@@ -572,7 +572,8 @@ def test_resets_as_a_named_input_export(tmp_path, rng, model):
     feeds = {'x': rng.randn(B1, T, D).astype(np.float32),
              'resets': (rng.rand(B1, T) < 0.3).astype(np.float32)}
     with nn.no_grad():
-        want = RESETS[model](*[nn.Variable.from_numpy_array(feeds[k]) for k in ('x', 'resets')])
+        want = RESETS[model](*[nn.Variable.from_numpy_array(feeds[k])
+                               for k in ('x', 'resets')])
     want['y'].forward()
     want = {'y': want['y'].d.copy()}
     nn.clear_parameters()

@@ -142,7 +142,8 @@ def test_weight_dropout_one_mask_on_the_recurrent_rows_per_forward_pass(rng, cas
                 continue
             raw = nn.get_parameters(grad_only=False)['layer/' + spec.name].d
             raw, read = raw.astype(np.float32), w.d.astype(np.float32)
-            rows = {'kernel+recurrent': slice(D, None), 'recurrent': slice(None)}.get(spec.role)
+            rows = {'kernel+recurrent': slice(D, None),
+                    'recurrent': slice(None)}.get(spec.role)
             if rows is None:
                 np.testing.assert_array_equal(read, raw)
                 continue
@@ -203,8 +204,9 @@ def test_resets_with_lengths_zoneout_and_time_major(rng):
     lengths = np.array([T, 4, 2, 5])
     resets = resets_of([(3,), (1,), (0, 4), (5,)])  # row 2 at 4 and row 3 at 5: padded
     with nn.no_grad():
-        y, c, h = nnlstm.LSTM(var(x), H, return_sequences=True, return_state=True, name='layer',
-                              lengths=lengths, resets=resets, zoneout=(0.2, 0.4))
+        y, c, h = nnlstm.LSTM(var(x), H, return_sequences=True, return_state=True,
+                              name='layer', lengths=lengths, resets=resets,
+                              zoneout=(0.2, 0.4))
         y_tm = nnlstm.LSTM(var(x.transpose(1, 0, 2)), H, return_sequences=True, name='layer',
                            lengths=lengths, resets=resets.T, zoneout=(0.2, 0.4),
                            time_major=True)
@@ -352,7 +354,8 @@ def test_step_network_with_zoneout_run_T_times_equals_the_layer(rng, layer):
                                resets=np.zeros((B, 1))), TypeError,
      r"LSTMCell\(\) got an unexpected option 'resets'"),
     (lambda x: nnlstm.LSTMCell(x[:, 0], var(np.zeros((B, H))), var(np.zeros((B, H))),
-                               training='yes'), TypeError, r"`training` must be True or False"),
+                               training='yes'), TypeError,
+     r"`training` must be True or False"),
 ])
 def test_bad_options_are_clear_errors(call, error, match):
     x = var(np.zeros((B, T, D)))
