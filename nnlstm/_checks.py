@@ -101,6 +101,22 @@ def probability(value, arg):
     return float(value)
 
 
+def rates(value, arg, fields, layer):
+    """One probability per state tensor of ``fields`` (``('c', 'h')`` for an LSTM): a float
+    for all of them, or, for a state of several tensors, a tuple with one per tensor in that
+    order. ``layer`` names the layer in messages ('GRU')."""
+    if not isinstance(value, (tuple, list)):
+        return (probability(value, arg),) * len(fields)
+    if len(fields) == 1:
+        raise ValueError("`%s` of a %s is one rate (its state is %s alone); received %r"
+                         % (arg, layer, fields[0], value))
+    if len(value) != len(fields):
+        raise ValueError("`%s` of a %s is one rate or %d, (%s); received %r"
+                         % (arg, layer, len(fields), ', '.join('z_' + f for f in fields),
+                            value))
+    return tuple(probability(v, '%s (z_%s)' % (arg, f)) for v, f in zip(value, fields))
+
+
 def rank(value, arg, legend):
     """Check that ``value`` is a Variable of the rank of ``legend``, e.g. '(B, H)'."""
     variable(value, arg)
@@ -206,6 +222,32 @@ def lengths(value, batch, steps):
     if values.min() < 0 or values.max() > steps:
         raise ValueError("`lengths` must lie in [0, T] = [0, %d]; received %s"
                          % (steps, values.tolist()))
+    return nn.Variable.from_numpy_array(values.astype(np.float32))
+
+
+def resets(value, batch, steps, time_major=False):
+    """``resets`` as a (B, T) ((T, B) with ``time_major``) Variable or None; an array must
+    hold only 0 and 1 (bool, int or float), and becomes a float32 Variable (a Variable's
+    values are read as 1 where >= 1, else 0, see :func:`nnlstm.unroll.reset_masks`)."""
+    if value is None:
+        return None
+    legend, shape = ('(T, B)', (steps, batch)) if time_major else ('(B, T)', (batch, steps))
+    if isinstance(value, nn.Variable):
+        if tuple(value.shape) != shape:
+            raise ValueError("`resets` has shape %s; expected %s = %s"
+                             % (tuple(value.shape), legend, shape))
+        return value
+    values = np.asarray(value)
+    if values.dtype.kind not in 'biuf':
+        raise TypeError("`resets` must be an nnabla.Variable or an array of 0 and 1 (bool, "
+                        "int or float); received %s of dtype %s" % (type(value).__name__,
+                                                                     values.dtype))
+    if values.shape != shape:
+        raise ValueError("`resets` has shape %s; expected %s = %s"
+                         % (values.shape, legend, shape))
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError("`resets` must hold only 0 and 1; received the values %s"
+                         % np.unique(values).tolist())
     return nn.Variable.from_numpy_array(values.astype(np.float32))
 
 

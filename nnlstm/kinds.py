@@ -81,6 +81,8 @@ COMMON_OPTIONS = {
     'kernel_initializer': None,
     'recurrent_initializer': None,
     'bias_initializer': None,
+    'zoneout': 0.0,
+    'weight_dropout': 0.0,
     'rng': None,
     'fix_parameters': False,
 }

@@ -24,6 +24,18 @@ MERGES = {
 NOT_BIDIRECTIONAL = {'go_backwards', 'fused'}
 
 
+def segment_ends(resets, time_major):
+    """The backward direction's resets for a Bidirectional layer given ``resets`` (B, T)
+    ((T, B) with ``time_major``), which mark where segments start: 1 at step t where step t
+    + 1 starts a segment, so the backward direction starts each segment from its last step;
+    None for T = 1 or no resets."""
+    if resets is None or resets.shape[0 if time_major else 1] == 1:
+        return None
+    if time_major:
+        return F.pad(F.slice(resets, (1, 0), resets.shape), (0, 1, 0, 0))
+    return F.pad(F.slice(resets, (1,), resets.shape[1:], (1,)), (0, 1))  # batch free
+
+
 def bidirectional_options(kind):
     return layer_options(kind) - NOT_BIDIRECTIONAL
 
@@ -44,6 +56,10 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
             ``(c0_f, h0_f, c0_b, h0_b)`` for LSTM, ``(h0_f, h0_b)`` for GRU.
         lengths: as for the layer; the backward direction then starts at each sequence's own
             last step (PyTorch's packed sequences).
+        resets: as for the layer, (B, T) of 0 and 1 marking where segments start (1 at
+            step t: a new segment starts at t): the forward direction starts step t afresh,
+            the backward one step t - 1, so each segment's outputs equal a Bidirectional
+            run over that segment alone.
         **layer_kwargs: the layer's options, but ``go_backwards`` and ``fused`` (both
             directions run unrolled); anything else is a TypeError naming it.
 
@@ -79,12 +95,15 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
             states = (states[0][0], states[1][0])
     options, cell_options = split_options(layer_kwargs)
     del options['fused']
+    batch, steps, _ = _checks.sequence(inputs, 'inputs', time_major)
+    resets = _checks.resets(options.pop('resets'), batch, steps, time_major)
     ys, finals = [], []
     with scope(name):
-        for direction, state in zip(('forward', 'backward'), states):
+        for direction, state, restart in zip(('forward', 'backward'), states,
+                                             (resets, segment_ends(resets, time_major))):
             outputs, final, _ = run(kind, inputs, units, state, direction,
                                     direction == 'backward', time_major, lengths,
-                                    cell_options=cell_options, **options)
+                                    resets=restart, cell_options=cell_options, **options)
             ys.append(stack(outputs, time_major) if return_sequences else final.h)
             finals.extend(final)
     y = tuple(ys) if merge_mode is None else (MERGES[merge_mode](*ys),)

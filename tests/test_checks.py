@@ -68,7 +68,7 @@ CALLS = {
     ('LSTMCell', 'use_bais', "; did you mean 'use_bias'?"),
     ('GRUCell', 'unit_forget_bias', ": it is an option of LSTM, not of GRUCell()"),
     ('SimpleRNNCell', 'recurrent_activation', ": it is an option of LSTM, GRU"),
-    ('SimpleRNNCell', 'dropout', " ("),
+    ('SimpleRNNCell', 'dropout', "; did you mean 'weight_dropout'?"),
 ])
 def test_unknown_or_misplaced_options_name_the_function_and_the_option(function, option,
                                                                        hint):

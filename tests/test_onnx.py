@@ -539,3 +539,45 @@ def test_sigterm_during_an_export_removes_its_temporaries(tmp_path, rng):
     assert b'exported' not in out
     assert sorted(os.listdir(str(tmp_path))) == ['m.nnp', 'm.onnx']
     assert {k: contents(str(tmp_path / ('m.' + k))) for k in before} == before
+
+
+OPTIONS.update({
+    'LSTM zoneout (z_c, z_h)': lambda x: dict(zip('ych', nnlstm.LSTM(
+        x, H, zoneout=(0.2, 0.5), return_sequences=True, return_state=True))),
+    'GRU zoneout, weight_dropout': lambda x: {'y': nnlstm.GRU(
+        x, H, zoneout=0.3, weight_dropout=0.4, return_sequences=True)},
+    'Stacked(SimpleRNN) zoneout': lambda x: {'y': nnlstm.Stacked(
+        nnlstm.SimpleRNN, x, H, zoneout=0.3, return_sequences=True)},
+})
+
+RESETS = {
+    'LSTM': lambda x, r: {'y': nnlstm.LSTM(x, H, resets=r, return_sequences=True)},
+    'LSTM go_backwards, zoneout': lambda x, r: {'y': nnlstm.LSTM(
+        x, H, resets=r, go_backwards=True, zoneout=0.2, return_sequences=True)},
+    'Bidirectional(GRU)': lambda x, r: {'y': nnlstm.Bidirectional(
+        nnlstm.GRU, x, H, resets=r, return_sequences=True)},
+}
+
+
+@pytest.mark.parametrize('model', list(RESETS))
+def test_resets_as_a_named_input_export(tmp_path, rng, model):
+    """Reset masks are float arithmetic on a (B, T) input: the files keep a variable batch
+    and compute the graph."""
+    x, resets = nn.Variable((B0, T, D)), nn.Variable((B0, T))
+    with nn.no_grad():
+        outputs = RESETS[model](x, resets)
+    randomize(rng)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'resets': resets},
+                                  outputs, onnx=True)
+    feeds = {'x': rng.randn(B1, T, D).astype(np.float32),
+             'resets': (rng.rand(B1, T) < 0.3).astype(np.float32)}
+    with nn.no_grad():
+        want = RESETS[model](*[nn.Variable.from_numpy_array(feeds[k])
+                               for k in ('x', 'resets')])
+    want['y'].forward()
+    want = {'y': want['y'].d.copy()}
+    nn.clear_parameters()
+    diffs = {'NnpLoader': max_differences(want, loader_outputs(files['nnp'], feeds)),
+             'onnxruntime': max_differences(want, ort_outputs(files['onnx'], feeds, ['y']))}
+    print('%s: %s' % (model, diffs))
+    assert max(diffs.values()) < TOLERANCE, diffs
