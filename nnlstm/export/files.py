@@ -26,6 +26,8 @@ import time
 
 import nnabla as nn
 
+from .. import _checks
+
 #: Temporaries of this process's writes in progress (another thread's are not stale).
 _active = set()
 _active_lock = threading.Lock()
@@ -232,5 +234,5 @@ def atomic_write(path, write):
 def save_parameters(path):
     """``nn.save_parameters(path)`` (.h5 or .protobuf), all or nothing (:func:`staged`): an
     interrupted save never leaves a broken file. Returns ``path``."""
-    path = os.fspath(path)
+    path = _checks.path(path, 'path', ('.h5', '.protobuf'))
     return atomic_write(path, nn.save_parameters)
