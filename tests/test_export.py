@@ -1,5 +1,6 @@
 """save_nnp / save_parameters: what NNabla's own loader and CLI read back, and atomic writes."""
 import contextlib
+import logging
 import os
 import signal
 import stat
@@ -529,6 +530,19 @@ def test_any_exception_in_a_write_removes_the_temporary_and_keeps_the_file(tmp_p
         export.atomic_write(str(path), broken)
     assert os.listdir(str(tmp_path)) == ['m.h5']
     assert path.read_bytes() == b'previous'
+
+
+def test_nnabla_s_info_lines_are_quiet_in_nnlstm_s_writes_only(tmp_path, caplog):
+    from nnabla.logger import logger
+    x, y = build(2, 3, False)
+    caplog.set_level(logging.INFO, logger='nnabla')
+    nnlstm.save_nnp(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y})
+    nnlstm.save_parameters(str(tmp_path / 'p.h5'))
+    assert caplog.messages == []
+    nn.save_parameters(str(tmp_path / 'q.h5'))  # NNabla's own save still says so
+    logger.warning('a warning still prints')
+    assert caplog.messages == ['Parameter save (.h5): %s' % (tmp_path / 'q.h5'),
+                               'a warning still prints']
 
 
 def nnb_writer(monkeypatch, fail=None):
