@@ -478,7 +478,12 @@ def run_case(code, tmp, timeout):
     p = ctx.Process(target=child, args=(code, tmp, conn))
     p.start()
     conn.close()
-    result = parent.recv() if parent.poll(timeout) else None
+    result = None
+    if parent.poll(timeout):
+        try:
+            result = parent.recv()
+        except EOFError:  # the child died before it could answer
+            pass
     p.join(5)
     if p.is_alive():
         p.kill()
