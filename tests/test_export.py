@@ -585,12 +585,6 @@ def test_a_failed_export_after_the_nnp_was_written_keeps_the_old_files(tmp_path,
     assert (tmp_path / 'm.nnb').read_bytes() == b'new nnb'
 
 
-def test_nnb_batch_size_needs_nnb(tmp_path):
-    x, y = build(2, 3, False)
-    refused(tmp_path, {'x': x}, {'y': y}, r"`nnb_batch_size` is the .nnb file's batch size: "
-            r"pass nnb=True with it; received nnb_batch_size=4 without nnb", nnb_batch_size=4)
-
-
 def dead_pid():
     process = subprocess.Popen([sys.executable, '-c', 'pass'])
     process.wait()

@@ -212,7 +212,8 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         onnx (bool): also write ``path`` with ``.onnx``.
         opset (int): the ONNX opset, one of :data:`ONNX_OPSETS`.
         nnb (bool): also write ``path`` with ``.nnb``.
-        nnb_batch_size (int): the ``.nnb``'s fixed batch size (only with ``nnb``).
+        nnb_batch_size (int): the ``.nnb``'s fixed batch size (checked, and unused without
+            ``nnb``, so one set of options serves both).
         network_name, executor_name (str): non-empty names of the network and executor.
 
     Raises:
@@ -244,9 +245,6 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
     _checks.name(executor_name, 'executor_name')
     _checks.flag(onnx, 'onnx')
     _checks.flag(nnb, 'nnb')
-    if nnb_batch_size is not None and not nnb:
-        raise ValueError("`nnb_batch_size` is the .nnb file's batch size: pass nnb=True with "
-                         "it; received nnb_batch_size=%r without nnb" % (nnb_batch_size,))
     if onnx:
         opset = _opset(opset)
     batch, graph = check_graph(inputs, outputs)
