@@ -13,8 +13,8 @@ It prints the counts and every case that is not ``clear``; the exit status is th
 those (capped at 255). Run: ``./run python benchmarks/bad_inputs.py`` (``-k WORD`` runs the
 cases whose label holds WORD, ``-v`` prints every message).
 
-Measured, 502 cases, about 12 s on 2 cores, with the onnx extra installed (``./run python benchmarks/bad_inputs.py``; the
-"before" run is the same script over nnlstm as it was at f957658, where this branch started:
+Measured, 502 cases, about 12 s on 2 cores, with the onnx extra installed (``./run python
+benchmarks/bad_inputs.py``; the "before" run is the same script over nnlstm as it was at f957658, where this branch started:
 ``git archive f957658 nnlstm | tar -x -C /tmp/old && PYTHONPATH=/tmp/old ./run python
 benchmarks/bad_inputs.py``):
 
