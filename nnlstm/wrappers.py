@@ -149,7 +149,8 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
         inputs (~nnabla.Variable): (B, T, D).
         num_layers (int): how many layers.
         dropout (float): dropout on the inputs of every layer but the first, as PyTorch's
-            ``dropout``, but variational: one mask per sequence, the same at every step.
+            ``dropout``, but variational: one mask per sequence, the same at every step;
+            with ``num_layers=1`` (no such layer) a ValueError.
         name (str): the layers live in ``{name}/layer0``, ``{name}/layer1``, ...
         initial_state (list): one entry per layer, each as that layer takes it.
         **layer_kwargs: passed to every layer (``units``-independent options); an option the
@@ -166,6 +167,10 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
     check_options('Stacked', layer_kwargs, accepted(Stacked, inner))
     num_layers = _checks.positive_int(num_layers, 'num_layers')
     _checks.probability(dropout, 'dropout')
+    if dropout and num_layers == 1:
+        raise ValueError("`dropout` = %r acts on the inputs of every layer but the first, and "
+                         "num_layers=1 has none (PyTorch warns the same): use num_layers >= 2 "
+                         "or dropout=0" % dropout)
     check_flags(return_sequences=return_sequences, return_state=return_state)
     if initial_state is not None and not isinstance(initial_state, (list, tuple)):
         raise TypeError("`initial_state` must be a list with one state per layer; received %s"

@@ -246,6 +246,32 @@ def test_onnx_batch_dimension_is_symbolic(tmp_path, rng):
         assert y.shape == (batch, T, H)
 
 
+@pytest.mark.parametrize('target,rewritten', [([B0, 3, 4], [-1, 3, 4]),
+                                              ([B0, -1, 4], [0, -1, 4]),
+                                              ([0, 3, 4], [0, 3, 4])])
+def test_batch_sized_reshape_targets_become_symbolic(target, rewritten):
+    """NNabla 1.39's saver writes -1 in Reshape targets already, so its own exports never
+    reach this rewrite: a hand-built model, x (B0, 12) -> Reshape(target) -> (B0, 3, 4),
+    does. A target whose first entry is not the batch (0, "as the input") is left alone."""
+    from onnx import helper, numpy_helper
+    from nnlstm.export.rewrite import make_batch_symbolic
+    shape = numpy_helper.from_array(np.array(target, np.int64), 'shape')
+    graph = helper.make_graph(
+        [helper.make_node('Constant', [], ['shape'], value=shape),
+         helper.make_node('Reshape', ['x', 'shape'], ['y'])], 'g',
+        [helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT, [B0, 12])],
+        [helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, [B0, 3, 4])])
+    model = make_batch_symbolic(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid('', 13)]), B0, 13)
+    written = numpy_helper.to_array(model.graph.node[0].attribute[0].t)
+    assert written.tolist() == rewritten
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=['CPUExecutionProvider'])
+    data = np.arange(B1 * 12, dtype=np.float32).reshape(B1, 12)
+    np.testing.assert_array_equal(session.run(['y'], {'x': data})[0],
+                                  data.reshape(B1, 3, 4))
+
+
 @pytest.mark.parametrize('opset', [7, 13])
 def test_batch_sized_scalar_constants_become_broadcasts(tmp_path, rng, opset):
     """The converter writes 1 - y as Sub(a (B, H) constant of ones, y)."""

@@ -63,9 +63,8 @@ def _named(variables, arg):
     if not isinstance(variables, dict) or not variables:
         raise TypeError("`%s` must be a non-empty dict {name: nnabla.Variable}; received %r"
                         % (arg, type(variables).__name__))
-    for key, value in variables.items():
-        if not isinstance(key, str):
-            raise TypeError("`%s` keys must be str names; received %r" % (arg, key))
+    for key, value in _checks.keys(variables, arg).items():
+        _checks.name(key, '%s key' % arg)
         _checks.variable(value, '%s[%r]' % (arg, key))
     return variables
 
@@ -213,7 +212,16 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         onnx (bool): also write ``path`` with ``.onnx``.
         opset (int): the ONNX opset, one of :data:`ONNX_OPSETS`.
         nnb (bool): also write ``path`` with ``.nnb``.
-        nnb_batch_size (int): the ``.nnb``'s fixed batch size.
+        nnb_batch_size (int): the ``.nnb``'s fixed batch size (checked, and unused without
+            ``nnb``, so one set of options serves both).
+        network_name, executor_name (str): non-empty names of the network and executor.
+
+    Raises:
+        TypeError: a ``path`` that is not a path, ``inputs``/``outputs`` not dicts of
+            Variables under non-empty str names, names or flags of the wrong type.
+        ValueError: a graph the files cannot hold (see above), a name both an input and an
+            output, a ``path`` without ``.nnp``, a bad ``opset`` or ``nnb_batch_size``.
+        OSError: the file system's error, naming the user's path.
 
     Returns:
         dict: ``{'nnp': path, 'onnx': ..., 'nnb': ...}``, the files written.
@@ -225,11 +233,18 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         >>> nnlstm.export_network('sine.nnp', {'x': x}, {'y': y}, onnx=True)
         {'nnp': 'sine.nnp', 'onnx': 'sine.onnx'}
     """
-    path = os.fspath(path)
-    if not path.endswith('.nnp'):
-        raise ValueError("`path` must end with '.nnp'; received %r" % path)
+    path = _checks.path(path, 'path', ('.nnp',))
     _named(inputs, 'inputs')
     _named(outputs, 'outputs')
+    shared = sorted(set(inputs) & set(outputs))
+    if shared:
+        raise ValueError("`inputs` and `outputs` share the name(s) %s: NNabla's saver would "
+                         "rename the input; give each input and output its own name"
+                         % ', '.join(map(repr, shared)))
+    _checks.name(network_name, 'network_name')
+    _checks.name(executor_name, 'executor_name')
+    _checks.flag(onnx, 'onnx')
+    _checks.flag(nnb, 'nnb')
     if onnx:
         opset = _opset(opset)
     batch, graph = check_graph(inputs, outputs)
