@@ -159,10 +159,14 @@ def check_graph(inputs, outputs):
     return batch, graph
 
 
-def check_onnx_graph(graph):
-    """Refuse what NNabla's ONNX converter would write as an invalid model."""
+def check_onnx_graph(graph, skip=()):
+    """Refuse what NNabla's ONNX converter would write as an invalid model; the functions
+    whose first output is in ``skip`` are not given to it (native recurrent nodes replace
+    them)."""
     boolean = {}  # Variable -> the comparison it comes from
     for f in graph.functions:
+        if f.outputs[0] in skip:
+            continue
         kind = f.info.type_name
         source = next((boolean[v] for v in f.inputs if v in boolean), None)
         if kind in COMPARISONS:
