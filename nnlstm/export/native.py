@@ -77,13 +77,14 @@ def plan(graph, opset, strict):
         if not reasons:
             native.append(rec)
             continue
-        message = ("layer %r is written to ONNX unrolled, with T = %d fixed in the file: "
-                   "ONNX's %s operator cannot express %s"
-                   % (rec.name, rec.x.shape[1], OPERATORS[rec.kind.name], ', '.join(reasons)))
+        reason = ("ONNX's %s operator cannot express %s"
+                  % (OPERATORS[rec.kind.name], ', '.join(reasons)))
         if strict:
-            raise ValueError(message + " (strict=True refuses it; onnx_rnn='unrolled' writes "
-                             "every layer unrolled)")
-        warnings.warn(message, UnrolledLayerWarning, stacklevel=4)
+            raise ValueError("strict=True: layer %r cannot be written as a native ONNX node: "
+                             "%s (onnx_rnn='unrolled' writes every layer unrolled)"
+                             % (rec.name, reason))
+        warnings.warn("layer %r is written to ONNX unrolled, with T = %d fixed in the file: %s"
+                      % (rec.name, rec.x.shape[1], reason), UnrolledLayerWarning, stacklevel=3)
     return native, found
 
 
