@@ -81,8 +81,13 @@ CASES = {
     'Bidirectional lengths': (lambda x, e: {'y': nnlstm.Bidirectional(
         nnlstm.GRU, x, H, lengths=e['lengths'], return_sequences=True)},
         lambda b: {'lengths': (b,)}),
-    'per-step head': (lambda x, e: {'y': F.tanh(nnlstm.LSTM(x, H, return_sequences=True))},
-                      {}),
+    'elementwise after': (lambda x, e: {'y': F.tanh(nnlstm.LSTM(
+        x, H, return_sequences=True))}, {}),
+    'per-step head': (lambda x, e: {'y': PF.affine(nnlstm.GRU(
+        x, H, return_sequences=True), 2, base_axis=2, name='fc')}, {}),
+    'char-LM head': (lambda x, e: {'logits': PF.affine(nnlstm.Stacked(
+        nnlstm.LSTM, x, H, num_layers=2, return_sequences=True), 5, base_axis=2,
+        name='fc')}, {}),
     'head on the last output': (lambda x, e: {'y': PF.affine(nnlstm.GRU(x, H), 2, name='fc')},
                                 {}),
 }
@@ -141,6 +146,15 @@ def test_native_nodes_run_at_any_batch_and_length(tmp_path, rng, case):
         feeds = feeds_for(case, rng, batch, steps)
         got = ort_outputs(path, feeds, names)
         assert max_differences(nnabla_outputs(case, feeds), got) < TOLERANCE, (batch, steps)
+
+
+def test_per_step_head_unrolled_runs_at_another_batch(tmp_path, rng):
+    """onnx_rnn='unrolled': the converter's reshapes to (B * T, H) and back, made
+    batch-symbolic."""
+    path, names = export(tmp_path, rng, 'char-LM head', onnx_rnn='unrolled')
+    feeds = feeds_for('char-LM head', rng, 3, T0)
+    got = ort_outputs(path, feeds, names)
+    assert max_differences(nnabla_outputs('char-LM head', feeds), got) < TOLERANCE
 
 
 def test_a_stacked_layer_is_a_chain_of_nodes(tmp_path, rng):

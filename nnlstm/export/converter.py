@@ -25,7 +25,8 @@ from ..unroll import ensure_stack
 from .checks import check_graph, check_onnx_graph, check_variable_batch
 from .files import staged
 from .linear import linear_converter
-from .native import cut, make_time_symbolic, names_for, plan, region, splice
+from .heads import keep_base_axis
+from .native import cut, heads, make_time_symbolic, names_for, plan, region, splice
 from .rewrite import exportable, make_batch_symbolic, make_names_unique
 
 #: ONNX opsets NNabla 1.39's converter writes and ONNX Runtime runs. The converter writes
@@ -253,10 +254,12 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
     converter = None
     if onnx or nnb:
         converter = _converter()
-    native, found = [], []
+    native, any_length = [], False
     if onnx:
         if onnx_rnn == 'native':
-            native, found = plan(graph, opset, strict)
+            layers, found = plan(graph, opset, strict)
+            native = layers + heads(graph)
+            any_length = bool(found) and len(layers) == len(found)
         check_onnx_graph(graph, set().union(*[region(r) for r in native]))
     named = {key: F.identity(v) for key, v in outputs.items()}
     files = {'nnp': path}
@@ -271,7 +274,7 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         'executors': [{'name': executor_name, 'network': network_name,
                        'data': list(inputs), 'output': list(named)}],
     }
-    with linear_converter():
+    with linear_converter(), keep_base_axis():
         proto = network_proto(contents)
         check_variable_batch(proto, network_name, inputs)
         with staged(list(files.values())) as tmps:
@@ -287,7 +290,7 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
                                          network_name, native, names)
                     write_onnx(converter, import_nnp(converter, tmps[path], onnx_proto),
                                tmps[files['onnx']], opset, native, names,
-                               bool(native) and len(native) == len(found))
+                               any_length)
                 if nnb:
                     write_nnb(converter, import_nnp(converter, tmps[path], proto),
                               tmps[files['nnb']], nnb_batch_size)

@@ -23,11 +23,11 @@ with ``strict``). When every layer is native and the rest of the graph works at 
 outputs is made symbolic (``'time'``): :func:`make_time_symbolic`.
 """
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import gates, record
-from ..cells import ACTIVATIONS
 
 #: ONNX's names of the activations nnlstm's names map to.
 ONNX_ACTIVATIONS = {'tanh': 'Tanh', 'sigmoid': 'Sigmoid', 'relu': 'Relu'}
@@ -88,13 +88,12 @@ def plan(graph, opset, strict):
     return native, found
 
 
-def region(rec):
-    """The NNabla functions of layer ``rec`` (each by its first output Variable): those
-    computing its outputs from its inputs, the inputs and parameters excluded."""
-    stop = {rec.x} | ({rec.lengths} if rec.lengths is not None else set())
-    for d in rec.directions:
-        stop.update(d.state or ())
-    inside, todo = set(), [v for v in rec.outputs if v not in stop]
+def region(item):
+    """The NNabla functions of a layer record or :class:`Head` ``item`` (each by its first
+    output Variable): those computing its outputs from its inputs, the inputs and
+    parameters excluded."""
+    stop = set(inputs_of(item))
+    inside, todo = set(), [v for v in item.outputs if v not in stop]
     while todo:
         v = todo.pop()
         f = v.parent
@@ -105,30 +104,58 @@ def region(rec):
     return inside
 
 
-def names_for(records, given):
-    """``{Variable: name}`` for the inputs and outputs of ``records``, extending ``given``
-    (the user's ``{name: Variable}`` inputs), for NNabla's saver's ``names``."""
+class Head(NamedTuple):
+    """A per-step Affine of the graph, (B, T, H) -> (B, T, K) (``base_axis`` 2, kept in the
+    ``.nnp`` by :mod:`.heads`), written to ONNX as MatMul and Add: ``x`` its input, ``w``
+    (H, K) and ``b`` (K,) or None its parameters, ``outputs`` its one output."""
+    x: object
+    w: object
+    b: object
+    outputs: tuple
+
+
+def heads(graph):
+    """The per-step Affines (:class:`Head`) of ``graph`` (a :class:`.checks.Graph`)."""
+    found = []
+    for f in graph.functions:
+        x = f.inputs[0]
+        if (f.info.type_name == 'Affine' and x.ndim > 2
+                and f.info.args['base_axis'] == x.ndim - 1
+                and all(v.parent is None for v in f.inputs[1:])):
+            found.append(Head(x, f.inputs[1], f.inputs[2] if len(f.inputs) > 2 else None,
+                              (f.outputs[0],)))
+    return found
+
+
+def inputs_of(item):
+    """The Variables a layer record or :class:`Head` reads, parameters aside."""
+    if isinstance(item, Head):
+        return [item.x]
+    return [v for v in [item.x, item.lengths] if v is not None] + [
+        s for d in item.directions for s in (d.state or ())]
+
+
+def names_for(items, given):
+    """``{Variable: name}`` for the inputs and outputs of ``items`` (layer records and
+    :class:`Head` s), extending ``given`` (the user's ``{name: Variable}`` inputs), for
+    NNabla's saver's ``names``."""
     names = {v: k for k, v in given.items()}
-    for n, rec in enumerate(records):
-        ends = [rec.x, rec.lengths] + [s for d in rec.directions for s in (d.state or ())]
-        for k, v in enumerate(ends + list(rec.outputs)):
-            if v is not None and v not in names:
-                names[v] = 'nnlstm_layer%d_%d' % (n, k)
+    for n, item in enumerate(items):
+        for k, v in enumerate(inputs_of(item) + list(item.outputs)):
+            if v not in names:
+                names[v] = 'nnlstm_%d_%d' % (n, k)
     return names
 
 
-def cut(proto, network_name, records, names):
-    """Remove the functions of ``records``' layers from the network ``network_name`` of the
-    ``NNablaProtoBuf`` ``proto`` (in place): what computes their outputs from their inputs.
-    Their outputs become inputs of the network (data variables of its executors), for
-    :func:`splice` to replace by the native nodes."""
+def cut(proto, network_name, items, names):
+    """Remove the functions of ``items`` (layer records and :class:`Head` s) from the
+    network ``network_name`` of the ``NNablaProtoBuf`` ``proto`` (in place): what computes
+    their outputs from their inputs. Their outputs become inputs of the network (data
+    variables of its executors), for :func:`splice` to replace by ONNX nodes."""
     net = next(n for n in proto.network if n.name == network_name)
     producer = {o: k for k, f in enumerate(net.function) for o in f.output}
-    outputs = [names[v] for rec in records for v in rec.outputs]
-    stop = set(outputs)
-    for rec in records:
-        stop.update(names[v] for v in [rec.x, rec.lengths] if v is not None)
-        stop.update(names[s] for d in rec.directions for s in (d.state or ()))
+    outputs = [names[v] for item in items for v in item.outputs]
+    stop = set(outputs) | {names[v] for item in items for v in inputs_of(item)}
     removed, todo = set(), list(outputs)
     while todo:
         k = producer.get(todo.pop())
@@ -303,17 +330,29 @@ def merge(b, mode, ys):
     return b.node('Mul', [b.node('Add', ys), b.const(np.array(0.5, np.float32), 'half')])
 
 
-def splice(model, records, names, opset):
+def head_nodes(b, head, names):
+    """Add to ``b`` (a :class:`Builder`) ``head``'s MatMul and Add, (B, T, H) -> (B, T, K)."""
+    y = b.node('MatMul', [names[head.x], b.const(head.w.d.astype(np.float32), 'W')])
+    if head.b is not None:
+        y = b.node('Add', [y, b.const(head.b.d.astype(np.float32), 'b')])
+    b.node('Identity', [y], output=names[head.outputs[0]])
+
+
+def splice(model, items, names, opset):
     """Replace, in the ONNX ``model`` NNabla's converter wrote from the network :func:`cut`
-    left, the inputs standing for ``records``' outputs by the native nodes computing them;
-    drop what no output needs and sort the nodes. Returns the names of the values that do
-    not carry the time axis among those the native nodes compute."""
+    left, the inputs standing for the outputs of ``items`` (layer records and
+    :class:`Head` s) by the nodes computing them; drop what no output needs and sort the
+    nodes. Returns the names of the values that do not carry the time axis among those the
+    native nodes compute."""
     from onnx import helper, numpy_helper
     g = model.graph
     b = Builder(helper, numpy_helper, 'nnlstm')
     timeless = set()
-    for rec in records:
-        timeless |= layer_nodes(b, rec, names, opset)
+    for item in items:
+        if isinstance(item, Head):
+            head_nodes(b, item, names)
+        else:
+            timeless |= layer_nodes(b, item, names, opset)
     computed = {o for n in b.nodes for o in n.output}
     inputs = [i for i in g.input if i.name not in computed]
     del g.input[:]
@@ -362,7 +401,7 @@ def make_time_symbolic(model, records, names, timeless, dim_name='time'):
     did."""
     from onnx import numpy_helper
     g = model.graph
-    steps = {rec.x.shape[1] for rec in records}
+    steps = {rec.x.shape[1] for rec in records if not isinstance(rec, Head)}
     ours = {o for n in g.node if n.name.startswith('nnlstm/') for o in n.output}
     xs = {names[rec.x] for rec in records} & {i.name for i in g.input}
     consts = {t.name: t for t in g.initializer}
