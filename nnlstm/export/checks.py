@@ -133,7 +133,8 @@ def check_graph(inputs, outputs):
         if args.get('base_axis', 1) != 1 and kind != 'Affine':
             raise ValueError("%s has base_axis=%d: NNabla's saver rewrites it to 1, which "
                              "breaks a variable batch size. Only an Affine keeps its "
-                             "base_axis (nnlstm.export.heads)" % (describe(f), args['base_axis']))
+                             "base_axis (nnlstm.export.heads)"
+                             % (describe(f), args['base_axis']))
         if kind in AXIS_FUNCTIONS and args['axis'] % (x.ndim + (kind == 'Stack')) == 0:
             raise ValueError("%s works along axis 0, the batch%s" % (describe(f), hint))
         if kind == 'Slice' and len(args['start']) == x.ndim:

@@ -205,14 +205,21 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
     * ``.onnx`` (``onnx=True``): written by NNabla's own converter at ``opset`` (one of
       :data:`ONNX_OPSETS`), then rewritten so that the batch dimension is symbolic
       (``'batch'``): one file serves every batch size. Inputs and outputs keep their names.
+      With ``onnx_rnn='native'`` (the default) each nnlstm layer is one ONNX ``LSTM``,
+      ``GRU`` or ``RNN`` node and per-step Affine heads are MatMul + Add
+      (:mod:`.native`); when all layers are, and nothing else reads T, axis 1 of the
+      inputs and outputs carrying time is the symbolic ``'time'``. A layer ONNX cannot
+      express is written unrolled with an :class:`.native.UnrolledLayerWarning` (a
+      ValueError with ``strict``). ``onnx_rnn='unrolled'`` writes every layer unrolled.
     * ``.nnb`` (``nnb=True``): for NNabla's C runtime, with a fixed batch size,
       ``nnb_batch_size`` (default: the first axis of the inputs here).
 
     The graph is checked first: it must hold no training-only function (Dropout), read
     nothing but ``inputs`` and parameters, and keep the batch on the first axis of all it
-    computes (so ``time_major`` layers, heads with ``base_axis=2`` and batch-axis slices
-    are refused); for ONNX, every function must be one the converter writes and ONNX
-    Runtime accepts (``lengths`` masks are not). Each failure is a ValueError that says
+    computes (so ``time_major`` layers, functions but Affine with ``base_axis=2`` and
+    batch-axis slices are refused; a per-step Affine keeps its ``base_axis``:
+    :mod:`.heads`); for ONNX, every function left to the converter must be one it writes
+    and ONNX Runtime accepts. Each failure is a ValueError that says
     what and why. The files are written all or nothing (:mod:`nnlstm.export.files`): to
     temporaries beside them, renamed once all are complete, the previous files put back if
     a rename fails; temporaries are removed on any error and on SIGTERM; a new file's mode
@@ -228,9 +235,18 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         opset (int): the ONNX opset, one of :data:`ONNX_OPSETS`.
         nnb (bool): also write ``path`` with ``.nnb``.
         nnb_batch_size (int): the ``.nnb``'s fixed batch size.
+        onnx_rnn (str): 'native' or 'unrolled' (:data:`ONNX_RNN`), how layers go to ONNX.
+        strict (bool): refuse, rather than write unrolled with a warning, a layer ONNX's
+            recurrent operators cannot express.
 
     Returns:
         dict: ``{'nnp': path, 'onnx': ..., 'nnb': ...}``, the files written.
+
+    Raises:
+        ValueError: a graph the files cannot hold (above), a bad ``path``, ``opset`` or
+            ``onnx_rnn``, or with ``strict`` a layer ONNX cannot express.
+        TypeError: ``inputs`` / ``outputs`` not ``{name: Variable}``, ``strict`` not a bool.
+        ImportError: ``onnx`` or ``nnb`` without the onnx extra.
 
     Example:
         >>> with nn.no_grad():

@@ -396,7 +396,8 @@ def sort_nodes(nodes, available):
 def make_time_symbolic(model, records, names, timeless, dim_name='time'):
     """Make axis 1 of the inputs and outputs of ``model`` that carry the time axis the
     symbolic ``dim_name``, if the whole graph works at any length: the time axis enters
-    only as the ``x`` of the native layers ``records`` (named by ``names``), and every other node it reaches is
+    only as the ``x`` of the native layers ``records`` (named by ``names``; ``timeless``
+    the values of their nodes that do not carry it), and every other node it reaches is
     one of :data:`TIME_AGNOSTIC`, meeting no constant of that length. Returns whether it
     did."""
     from onnx import numpy_helper
