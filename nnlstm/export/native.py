@@ -118,9 +118,10 @@ def heads(graph):
     """The per-step Affines (:class:`Head`) of ``graph`` (a :class:`.checks.Graph`)."""
     found = []
     for f in graph.functions:
+        if f.info.type_name != 'Affine':
+            continue
         x = f.inputs[0]
-        if (f.info.type_name == 'Affine' and x.ndim > 2
-                and f.info.args['base_axis'] == x.ndim - 1
+        if (x.ndim > 2 and f.info.args['base_axis'] == x.ndim - 1
                 and all(v.parent is None for v in f.inputs[1:])):
             found.append(Head(x, f.inputs[1], f.inputs[2] if len(f.inputs) > 2 else None,
                               (f.outputs[0],)))
