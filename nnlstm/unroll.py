@@ -105,17 +105,19 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
     batch, dim = xs[0].shape
     state = core.zero_state(xs[0]) if initial_state is None else initial_state
     x_mask = dropout_mask((batch, dim), dropout) if dropout else None
-    h_mask = dropout_mask((batch, core.units), recurrent_dropout) if recurrent_dropout else None
-    valid = [None] * len(xs) if lengths is None else length_masks(lengths, len(xs), core.units)
+    h_mask = (dropout_mask((batch, core.output_size), recurrent_dropout) if recurrent_dropout
+              else None)
+    widths = core.state_sizes
+    masks = {} if lengths is None else {w: length_masks(lengths, len(xs), w) for w in set(widths)}
     mul = core.mul
     outputs = [None] * len(xs)
     for t in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
         x = xs[t] if x_mask is None else mul(xs[t], x_mask)
         y, new = core(x, state, h_mask)
-        if valid[t] is not None:  # padded step: keep the state, output zeros
-            m, keep = valid[t]
-            new = type(new)(*[F.add2(mul(m, v), mul(keep, old)) for v, old in zip(new, state)])
-            y = mul(y, m)
+        if masks:  # padded step: keep the state, output zeros
+            new = type(new)(*[F.add2(mul(masks[w][t][0], v), mul(masks[w][t][1], old))
+                              for v, old, w in zip(new, state, widths)])
+            y = mul(y, masks[core.output_size][t][0])
         outputs[t], state = y, new
     return outputs, state
 
@@ -135,5 +137,5 @@ def check(core, inputs, initial_state, reverse, time_major, lengths, dropout,
                          "D = %d" % (dim, core.input_size))
     _checks.probability(dropout, 'dropout')
     _checks.probability(recurrent_dropout, 'recurrent_dropout')
-    return (_checks.state(initial_state, core.state_type, batch, core.units),
+    return (_checks.state(initial_state, core.state_type, batch, core.state_sizes),
             _checks.lengths(lengths, batch, steps))
