@@ -41,6 +41,9 @@ CASES = {
     'LSTM': (lambda x, e: dict(zip('ych', nnlstm.LSTM(
         x, H, return_sequences=True, return_state=True))), {}),
     'LSTM last': (lambda x, e: {'y': nnlstm.LSTM(x, H, use_bias=False)}, {}),
+    'LSTM use_peepholes': (lambda x, e: dict(zip('ych', nnlstm.LSTM(
+        x, H, return_sequences=True, return_state=True, use_peepholes=True))), {}),
+    'Bidirectional peepholes': (bi(nnlstm.LSTM, 'concat', use_peepholes=True), {}),
     'GRU reset_after': (lambda x, e: dict(zip('yh', nnlstm.GRU(
         x, H, return_sequences=True, return_state=True))), {}),
     'GRU reset_before': (lambda x, e: {'y': nnlstm.GRU(
@@ -202,6 +205,17 @@ def test_a_layer_onnx_cannot_express_is_written_unrolled_with_a_warning(tmp_path
         assert sorted(p.name for p in tmp_path.iterdir()) == ['m.nnp', 'm.onnx']
     finally:
         del CASES['custom']
+
+
+def test_an_lstm_with_a_projection_is_written_unrolled(tmp_path, rng):
+    with nn.no_grad():
+        x = nn.Variable((B0, T0, D))
+        y = nnlstm.LSTM(x, H, proj_size=2, return_sequences=True, name='lstmp')
+    randomize(rng)
+    with pytest.raises(ValueError, match=r"layer 'lstmp' cannot be written as a native ONNX "
+                                         r"node: .*`proj_size`=2"):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True,
+                              strict=True)
 
 
 def test_onnx_rnn_unrolled_keeps_the_unrolled_graph(tmp_path, rng):

@@ -27,10 +27,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import gates, record
+from .. import gates, kinds, record
 
 #: ONNX's names of the activations nnlstm's names map to.
 ONNX_ACTIVATIONS = {'tanh': 'Tanh', 'sigmoid': 'Sigmoid', 'relu': 'Relu'}
+
+#: The variants of :data:`nnlstm.kinds.VARIANTS` ONNX's operators express: ONNX's LSTM
+#: takes peepholes (``P``, i, o, f; the output gate reading the new cell, as nnlstm's).
+NATIVE_VARIANTS = ('use_peepholes',)
 
 #: ONNX operator of each cell kind.
 OPERATORS = {'lstm': 'LSTM', 'gru': 'GRU', 'rnn': 'RNN'}
@@ -58,6 +62,11 @@ def blockers(rec, opset):
                 reasons.append('`%s`=%r (ONNX: %s)' % (arg, value, ', '.join(ONNX_ACTIVATIONS)))
         if d.dropout:
             reasons.append('dropout in the exported graph')
+        for option, what in kinds.VARIANTS.items():
+            value = d.core.options.get(option)
+            if (option in d.core.options and option not in NATIVE_VARIANTS
+                    and value != rec.kind.options[option]):
+                reasons.append('`%s`=%r (%s)' % (option, value, what))
     if (rec.return_sequences and rec.directions[0].reverse and len(rec.directions) == 1
             and opset < 10):
         reasons.append('`go_backwards` with `return_sequences` at opset %d (reversing a '
@@ -270,6 +279,10 @@ def layer_nodes(b, rec, names, opset):
         ('reverse' if dirs[0].reverse else 'forward'))
     if kind.name == 'lstm':
         inputs.append(initial('c'))
+        if dirs[0].core.params[2] is not None:  # peepholes w_ci, w_cf, w_co -> ONNX's i, o, f
+            inputs.append(b.const(np.stack([np.concatenate(
+                [v.d for v in (d.core.params[2], d.core.params[4], d.core.params[3])])
+                for d in dirs]).astype(np.float32), 'P'))
     if kind.name == 'gru':
         attrs['linear_before_reset'] = int(dirs[0].core.options['reset_after'])
     while inputs[-1] == '':
