@@ -78,8 +78,9 @@ def plan(graph, opset, strict):
     """The records of the layers in ``graph`` (a :class:`.checks.Graph`) to write as native
     nodes. Each other layer is warned of (:class:`UnrolledLayerWarning`), or refused with a
     ValueError if ``strict``. Returns ``(native records, all records found)``."""
-    variables = [v for f in graph.functions for v in f.outputs]
-    found = record.records_of(variables)
+    found = [rec for rec in record.records_of(
+        [v for f in graph.functions for v in list(f.inputs) + list(f.outputs)])
+        if genuine(rec)]
     native = []
     for rec in found:
         reasons = blockers(rec, opset)
@@ -97,20 +98,35 @@ def plan(graph, opset, strict):
     return native, found
 
 
-def region(item):
+def walk(item):
     """The NNabla functions of a layer record or :class:`Head` ``item`` (each by its first
     output Variable): those computing its outputs from its inputs, the inputs and
-    parameters excluded."""
+    parameters excluded; and the Variables they read."""
     stop = set(inputs_of(item))
-    inside, todo = set(), [v for v in item.outputs if v not in stop]
+    inside, read = set(), set()
+    todo = [v for v in item.outputs if v is not None and v not in stop]
     while todo:
         v = todo.pop()
         f = v.parent
         if f is None or f.outputs[0] in inside:
             continue
         inside.add(f.outputs[0])
+        read.update(f.inputs)
         todo.extend(u for u in f.inputs if u not in stop)
-    return inside
+    return inside, read
+
+
+def region(item):
+    """The functions of ``item`` (:func:`walk`)."""
+    return walk(item)[0]
+
+
+def genuine(rec):
+    """Whether the record ``rec`` :func:`nnlstm.record.records_of` found is the layer that
+    computed its outputs: its own parameters and its ``x`` are read on the way."""
+    read = walk(rec)[1]
+    params = {p for d in rec.directions for p in d.core.params if p is not None}
+    return rec.x in read and params <= read
 
 
 class Head(NamedTuple):
@@ -152,7 +168,7 @@ def names_for(items, given):
     names = {v: k for k, v in given.items()}
     for n, item in enumerate(items):
         for k, v in enumerate(inputs_of(item) + list(item.outputs)):
-            if v not in names:
+            if v is not None and v not in names:
                 names[v] = 'nnlstm_%d_%d' % (n, k)
     return names
 
@@ -164,7 +180,7 @@ def cut(proto, network_name, items, names):
     variables of its executors), for :func:`splice` to replace by ONNX nodes."""
     net = next(n for n in proto.network if n.name == network_name)
     producer = {o: k for k, f in enumerate(net.function) for o in f.output}
-    outputs = [names[v] for item in items for v in item.outputs]
+    outputs = [names[v] for item in items for v in item.outputs if v is not None]
     stop = set(outputs) | {names[v] for item in items for v in inputs_of(item)}
     removed, todo = set(), list(outputs)
     while todo:
