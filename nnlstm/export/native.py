@@ -11,12 +11,13 @@ layout ``'onnx'`` of :mod:`nnlstm.gates`), ``GRU`` (``linear_before_reset`` 1 fo
 ``reset_after=True``, 0 for False) or ``RNN``; ``direction`` 'reverse' for
 ``go_backwards``, 'bidirectional' for :func:`nnlstm.Bidirectional` (its merge after the
 node); ``sequence_lens`` for ``lengths``, ``initial_h`` / ``initial_c`` for the states
-given. ONNX's recurrent operators are time-major, ``Y`` (T, directions, B, H): Transpose
+given, ``P`` for an LSTM's peepholes. ONNX's recurrent operators are time-major, ``Y`` (T, directions, B, H): Transpose
 and Gather around the node give nnlstm's (B, T, H) and (B, H). A :func:`nnlstm.Stacked`
 is a chain of nodes, one per layer.
 
 A layer ONNX cannot express (an activation other than tanh, sigmoid and relu, dropout in
-the exported graph, ``go_backwards`` with ``return_sequences`` below opset 10) stays
+the exported graph, ``proj_size`` or another variant but peepholes, ``go_backwards`` with
+``return_sequences`` below opset 10) stays
 unrolled, and :func:`plan` warns with :class:`UnrolledLayerWarning` naming it (or refuses,
 with ``strict``). When every layer is native and the rest of the graph works at any length
 (elementwise functions, per-step heads), the time axis (axis 1) of the file's inputs and
