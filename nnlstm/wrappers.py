@@ -7,7 +7,7 @@ import functools
 
 import nnabla.functions as F
 
-from . import _checks
+from . import _checks, record
 from .kinds import kind_of, layer_names
 from .layers import (accepted, check_flags, check_options, layer_options, run, scope,
                      split_options, stack)
@@ -97,17 +97,22 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
     del options['fused']
     batch, steps, _ = _checks.sequence(inputs, 'inputs', time_major)
     resets = _checks.resets(options.pop('resets'), batch, steps, time_major)
-    ys, finals = [], []
+    ys, finals, directions = [], [], []
     with scope(name):
         for direction, state, restart in zip(('forward', 'backward'), states,
                                              (resets, segment_ends(resets, time_major))):
-            outputs, final, _ = run(kind, inputs, units, state, direction,
-                                    direction == 'backward', time_major, lengths,
-                                    resets=restart, cell_options=cell_options, **options)
+            outputs, final, given, part = run(kind, inputs, units, state, direction,
+                                              direction == 'backward', time_major, lengths,
+                                              resets=restart, cell_options=cell_options,
+                                              **options)
             ys.append(stack(outputs, time_major) if return_sequences else final.h)
             finals.extend(final)
+            directions.append(part)
     y = tuple(ys) if merge_mode is None else (MERGES[merge_mode](*ys),)
-    return y + tuple(finals) if return_state else (y if merge_mode is None else y[0])
+    returned = y + tuple(finals) if return_state else y
+    record.register(record.LayerRecord(name, kind, tuple(directions), merge_mode, inputs,
+                                       given, return_sequences, returned))
+    return returned if return_state or merge_mode is None else y[0]
 
 
 #: What Stacked passes to each of its layers itself.

@@ -108,3 +108,20 @@ def test_bad_inputs_sweep_classifies_each_outcome(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r'^(\d+) cases: \1 clear, 0 unclear, 0 internal, 0 accepted, 0 killed$',
                      out.stdout, re.M), out.stdout
+
+
+def test_onnx_speed_quick_run_prints_every_row(tmp_path):
+    """benchmarks/onnx_speed.py at tiny sizes: both files of both cells run in ONNX
+    Runtime (the onnx extra; skipped without it, as tests/test_onnx.py)."""
+    from test_onnx import need
+    need('onnxruntime')
+    need('nnabla.utils.converter.onnx')
+    out = tmp_path / 'onnx.json'
+    p = subprocess.run([sys.executable, os.path.join(os.path.dirname(BENCH), 'onnx_speed.py'),
+                        '--quick', '--json', str(out)], capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    rows = json.loads(out.read_text())['results']
+    assert [r['cell'] for r in rows] == ['lstm', 'gru']
+    assert all(r['native_s'] > 0 and r['unrolled_s'] > 0 for r in rows)
+    assert re.search(r'lstm B=4 .*ORT native .* ms  ORT unrolled .* ms', p.stdout)

@@ -230,16 +230,18 @@ def test_nnb_is_written_for_every_layer(tmp_path):
     assert os.path.getsize(files['nnb']) > 1000
 
 
-def test_onnx_batch_dimension_is_symbolic(tmp_path, rng):
+@pytest.mark.parametrize('onnx_rnn, steps', [('native', 'time'), ('unrolled', T)])
+def test_onnx_batch_dimension_is_symbolic(tmp_path, rng, onnx_rnn, steps):
     with nn.no_grad():
         x = nn.Variable((B0, T, D))
         outputs = LAYERS['LSTM'](x, True)
     randomize(rng)
-    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
+                                  onnx_rnn=onnx_rnn)
     session = ort.InferenceSession(files['onnx'], providers=['CPUExecutionProvider'])
-    assert [(i.name, i.shape) for i in session.get_inputs()] == [('x', ['batch', T, D])]
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [('x', ['batch', steps, D])]
     assert [(o.name, o.shape) for o in session.get_outputs()] == [
-        ('y', ['batch', T, H]), ('c', ['batch', H]), ('h', ['batch', H])]
+        ('y', ['batch', steps, H]), ('c', ['batch', H]), ('h', ['batch', H])]
     for batch in (1, 7):
         data = rng.randn(batch, T, D).astype(np.float32)
         y = session.run(['y'], {'x': data})[0]
@@ -383,15 +385,15 @@ def lengths_model(x, lengths, go_backwards=False):
 
 
 def test_go_backwards_sequence_with_lengths_to_onnx_fails_clearly_and_leaves_nothing(tmp_path):
-    """Reversing each sequence's valid part takes a comparison and a Gather, which NNabla's
-    ONNX converter cannot write."""
+    """Unrolled, reversing each sequence's valid part takes a comparison and a Gather, which
+    NNabla's ONNX converter cannot write (the native node reverses it: test_onnx_native)."""
     x, lengths = nn.Variable((B0, T, D)), nn.Variable((B0,))
     with nn.no_grad():
         outputs = lengths_model(x, lengths, go_backwards=True)
     with pytest.raises(ValueError, match=r"cannot export to ONNX: the output of Less "
                                          r"reaches .*`go_backwards` with `lengths`"):
         nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'lengths': lengths},
-                              outputs, onnx=True)
+                              outputs, onnx=True, onnx_rnn='unrolled')
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -457,7 +459,7 @@ def test_linear_export_writes_the_files_nnabla_s_converter_writes(tmp_path, rng,
         x = nn.Variable((B0, steps, D))
         outputs = build(x)
     randomize(rng)
-    kwargs = dict(onnx=True, nnb=nnb, nnb_batch_size=1)
+    kwargs = dict(onnx=True, nnb=nnb, nnb_batch_size=1, onnx_rnn='unrolled')
     # The ONNX converter numbers the names it makes with a counter kept over the process.
     counter = importlib.import_module('nnabla.utils.converter.onnx.exporter')
     monkeypatch.setattr(counter, 'random_seed', 0)
