@@ -218,6 +218,28 @@ def test_an_lstm_with_a_projection_is_written_unrolled(tmp_path, rng):
                               strict=True)
 
 
+RESETS = nn.Variable((B0, T0))
+
+
+@pytest.mark.parametrize('build, reason', [
+    (lambda x: nnlstm.LSTM(x, H, zoneout=0.2, return_sequences=True, name='m'),
+     r'`zoneout`=0.2'),
+    (lambda x: nnlstm.GRU(x, H, resets=RESETS, return_sequences=True, name='m'), r'`resets`'),
+])
+def test_zoneout_and_resets_are_never_native_nodes(tmp_path, rng, build, reason):
+    """ONNX's LSTM/GRU have no zoneout blend and no per-step reset: a native node would
+    silently compute another function."""
+    with nn.no_grad():
+        x = nn.Variable((B0, T0, D))
+        y = build(x)
+    randomize(rng)
+    inputs = {'x': x, 'resets': RESETS} if 'resets' in reason else {'x': x}
+    with pytest.raises(ValueError, match=r"layer 'm' cannot be written as a native ONNX "
+                                         r"node: .*" + reason):
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), inputs, {'y': y}, onnx=True,
+                              strict=True)
+
+
 def test_onnx_rnn_unrolled_keeps_the_unrolled_graph(tmp_path, rng):
     path, _ = export(tmp_path, rng, 'GRU reset_after', onnx_rnn='unrolled')
     model = onnx.load(path)
