@@ -5,7 +5,9 @@ Shape legends spell shapes in the letters B batch, T time steps, D input feature
 ``'(B, H)'``, ``'(D + H, 4H)'``, ``'(4H,)'``; :func:`rank_of` and :func:`shape_of` read them.
 """
 import difflib
+import math
 import numbers
+import os
 import re
 
 import numpy as np
@@ -57,6 +59,40 @@ def options(function, given, accepted, owners=None):
     return given
 
 
+def path(value, arg='path', suffixes=None):
+    """A file path: a non-empty str or ``os.PathLike``, returned as a str; with
+    ``suffixes`` (``('.h5', '.protobuf')``), one that ends with one of them."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise TypeError("`%s` must be a file path, a non-empty str or os.PathLike; received %s %r"
+                        % (arg, type(value).__name__, value))
+    if suffixes and not value.endswith(tuple(suffixes)):
+        raise ValueError("`%s` must end with %s; received %r"
+                         % (arg, ' or '.join(map(repr, suffixes)), value))
+    return value
+
+
+def non_negative(value, arg):
+    """A finite real number >= 0 (an ``eps``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("`%s` must be a finite number >= 0; received %s %r"
+                        % (arg, type(value).__name__, value))
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError("`%s` must be a finite number >= 0; received %r" % (arg, value))
+    return float(value)
+
+
+def keys(value, arg):
+    """Refuse a dict key that is not a str (names of parameters, inputs, outputs) before
+    anything sorts or joins them."""
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError("`%s` keys must be str names; received %s %r"
+                            % (arg, type(key).__name__, key))
+    return value
+
+
 def variable(value, arg):
     if not isinstance(value, nn.Variable):
         raise TypeError("`%s` must be an nnabla.Variable; received %s"
@@ -99,6 +135,22 @@ def probability(value, arg):
     if not 0.0 <= value < 1.0:
         raise ValueError("`%s` must be in [0, 1); received %r" % (arg, value))
     return float(value)
+
+
+def rates(value, arg, fields, layer):
+    """One probability per state tensor of ``fields`` (``('c', 'h')`` for an LSTM): a float
+    for all of them, or, for a state of several tensors, a tuple with one per tensor in that
+    order. ``layer`` names the layer in messages ('GRU')."""
+    if not isinstance(value, (tuple, list)):
+        return (probability(value, arg),) * len(fields)
+    if len(fields) == 1:
+        raise ValueError("`%s` of a %s is one rate (its state is %s alone); received %r"
+                         % (arg, layer, fields[0], value))
+    if len(value) != len(fields):
+        raise ValueError("`%s` of a %s is one rate or %d, (%s); received %r"
+                         % (arg, layer, len(fields), ', '.join('z_' + f for f in fields),
+                            value))
+    return tuple(probability(v, '%s (z_%s)' % (arg, f)) for v, f in zip(value, fields))
 
 
 def rank(value, arg, legend):
@@ -147,17 +199,21 @@ def sequence(inputs, arg, time_major=False):
 
 
 def state(value, state_type, batch, units, arg='initial_state'):
-    """Check a recurrent state against ``state_type``'s fields, each (B, H); None stays
-    None. A one-field state is the Variable itself (or a 1-tuple of it)."""
+    """Check a recurrent state against ``state_type``'s fields, each (B, H) (or (B, width)
+    for ``units`` a tuple of each field's width: an LSTM with ``proj_size`` P has c (B, H)
+    and h (B, P)); None stays None. A one-field state is the Variable itself (or a 1-tuple
+    of it)."""
     if value is None:
         return None
     fields = state_type._fields
+    widths = tuple(units) if isinstance(units, tuple) else (units,) * len(fields)
+    legends = ['(B, units)' if w == widths[0] else '(B, proj_size)' for w in widths]
     if len(fields) == 1:  # GRU, SimpleRNN: the one Variable h0
         if isinstance(value, (tuple, list)) and len(value) == 1:
             value = value[0]
         variable(value, arg)
-        return state_type(shape(value, '%s (%s0)' % (arg, fields[0]), (batch, units),
-                                '(B, units)'))
+        return state_type(shape(value, '%s (%s0)' % (arg, fields[0]), (batch, widths[0]),
+                                legends[0]))
     names = ', '.join(f + '0' for f in fields)
     if not isinstance(value, (tuple, list)):
         raise TypeError("`%s` must be a tuple (%s) of Variables (B, H); received %s"
@@ -166,8 +222,24 @@ def state(value, state_type, batch, units, arg='initial_state'):
         raise ValueError("`%s` must hold %d Variables (%s); received %d"
                          % (arg, len(fields), names, len(value)))
     return state_type(*[
-        shape(v, '%s[%d] (%s0)' % (arg, k, f), (batch, units), '(B, units)')
-        for k, (f, v) in enumerate(zip(fields, value))])
+        shape(v, '%s[%d] (%s0)' % (arg, k, f), (batch, w), legend)
+        for k, (f, v, w, legend) in enumerate(zip(fields, value, widths, legends))])
+
+
+def projection(value, units):
+    """``proj_size`` (PyTorch's LSTMP): None or 0 for none, else an int P with
+    0 < P < H = ``units``, as PyTorch requires ("proj_size has to be smaller than
+    hidden_size"). Returns None or P."""
+    if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                         and value == 0):
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError("`proj_size` must be None or an int; received %s %r"
+                        % (type(value).__name__, value))
+    if not 0 < value < units:
+        raise ValueError("`proj_size` must satisfy 0 < P < H = units = %d (PyTorch's rule); "
+                         "received %r" % (units, value))
+    return int(value)
 
 
 def lengths(value, batch, steps):
@@ -186,6 +258,32 @@ def lengths(value, batch, steps):
     if values.min() < 0 or values.max() > steps:
         raise ValueError("`lengths` must lie in [0, T] = [0, %d]; received %s"
                          % (steps, values.tolist()))
+    return nn.Variable.from_numpy_array(values.astype(np.float32))
+
+
+def resets(value, batch, steps, time_major=False):
+    """``resets`` as a (B, T) ((T, B) with ``time_major``) Variable or None; an array must
+    hold only 0 and 1 (bool, int or float), and becomes a float32 Variable (a Variable's
+    values are read as 1 where >= 1, else 0, see :func:`nnlstm.unroll.reset_masks`)."""
+    if value is None:
+        return None
+    legend, shape = ('(T, B)', (steps, batch)) if time_major else ('(B, T)', (batch, steps))
+    if isinstance(value, nn.Variable):
+        if tuple(value.shape) != shape:
+            raise ValueError("`resets` has shape %s; expected %s = %s"
+                             % (tuple(value.shape), legend, shape))
+        return value
+    values = np.asarray(value)
+    if values.dtype.kind not in 'biuf':
+        raise TypeError("`resets` must be an nnabla.Variable or an array of 0 and 1 (bool, "
+                        "int or float); received %s of dtype %s" % (type(value).__name__,
+                                                                     values.dtype))
+    if values.shape != shape:
+        raise ValueError("`resets` has shape %s; expected %s = %s"
+                         % (values.shape, legend, shape))
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError("`resets` must hold only 0 and 1; received the values %s"
+                         % np.unique(values).tolist())
     return nn.Variable.from_numpy_array(values.astype(np.float32))
 
 

@@ -27,7 +27,7 @@ import nnabla.functions as F
 from nnabla.parameter import get_parameter, get_parameter_or_create
 import nnabla.parameter
 
-from . import _checks, gates, initializers, process
+from . import _checks, gates, initializers, mc, process
 
 
 class LSTMState(NamedTuple):
@@ -112,12 +112,16 @@ class Core:
 
     ``kind`` is the core's :class:`nnlstm.kinds.CellKind` (``nnlstm.kinds`` binds it);
     ``params`` the tuple of its parameters in the order of ``kind.params``, None for those
-    the options leave out. ``options`` are the kind's cell options (``kind.options``);
-    ``differentiable`` False builds the inference-only products (:func:`product`).
+    the options leave out, as the steps read them: with ``weight_dropout`` in a training
+    graph, the recurrent weights times their DropConnect mask (:meth:`drop_connect`).
+    ``options`` are the kind's cell options (``kind.options``); ``differentiable`` False
+    builds the inference-only products (:func:`product`); ``training`` (None: unless built
+    under ``nn.no_grad()``, see :func:`nnlstm.mc.dropout_on`) draws the zoneout and
+    DropConnect masks, where inference uses zoneout's expectation and no DropConnect.
     """
     kind = None
 
-    def __init__(self, input_size, units, differentiable=True, **options):
+    def __init__(self, input_size, units, differentiable=True, training=None, **options):
         kind = self.kind
         kind.check_options(type(self).__name__, options)
         options = dict(kind.options, **options)
@@ -126,6 +130,9 @@ class Core:
                 _checks.flag(options[option], option)
         self.input_size = _checks.positive_int(input_size, 'input_size')
         self.units = _checks.positive_int(units, 'units')
+        self.sizes = kind.dims(self.input_size, self.units, **options)  # D, H, P
+        self.state_sizes = kind.state_sizes(self.units, **options)
+        self.output_size = self.state_sizes[-1]  # the width of h and the output: P
         self.state_type = kind.state
         self.mul = product(differentiable)
         self.view = differentiable  # see blocks()
@@ -133,8 +140,15 @@ class Core:
         if 'recurrent_activation' in options:
             self.ract = activation_fn(options['recurrent_activation'], 'recurrent_activation')
         self.rng = _checks.rng(options['rng'])
+        self.zoneout = _checks.rates(options['zoneout'], 'zoneout', kind.state._fields,
+                                     kind.layer_name)
+        self.weight_dropout = _checks.probability(options['weight_dropout'], 'weight_dropout')
+        training = _checks.flag(training, 'training', optional=True)
+        self.training = mc.dropout_on() if training is None else training
         self.options = options
         self.params = self.create()
+        if self.training and self.weight_dropout:
+            self.params = self.drop_connect(self.params)
 
     def create(self):
         """Get or create every parameter of ``kind.params`` that the options call for, each
@@ -143,7 +157,7 @@ class Core:
         ``[x; h]`` of the two), ``bias`` (``bias_initializer``, zeros; the forget gate's
         block 1 with ``unit_forget_bias``). Initial values are drawn only for parameters
         that do not exist yet."""
-        dims = dict(D=self.input_size, H=self.units)
+        dims = self.sizes
         wholes, offsets, params = {}, {}, []
         for spec in self.kind.params:
             if not spec.exists(self.options):
@@ -156,7 +170,8 @@ class Core:
                 offsets[spec.whole] = start + shape[1]
                 init = functools.partial(self.cut, wholes, spec, start,
                                          _checks.shape_of(spec.whole, **dims))
-            params.append(parameter(spec.name, shape, spec.legend, init,
+            legend = spec.legend if dims['P'] != dims['H'] else spec.legend.replace('P', 'H')
+            params.append(parameter(spec.name, shape, legend, init,
                                     self.options['fix_parameters']))
         return tuple(params)
 
@@ -182,15 +197,75 @@ class Core:
             wholes[spec.whole] = self.initial(spec.role, whole_shape)
         return wholes[spec.whole][:, start:start + shape[1]]
 
+    def drop_connect(self, params):
+        """DropConnect on the recurrent weights (the weight drop of AWD-LSTM, Merity et al.
+        2017, "Regularizing and optimizing LSTM language models"): the h rows of each
+        parameter read by h (all rows of a ``recurrent`` one, rows D: of a
+        ``kernel+recurrent`` [x; h] one) times a mask, 0 with probability ``weight_dropout``
+        p, else 1 / (1 - p). One mask per parameter, drawn at each forward pass and shared
+        by every time step; the input rows and the biases are not dropped."""
+        dropped = []
+        for spec, w in zip(self.kind.params, params):
+            if w is not None and spec.role in ('recurrent', 'kernel+recurrent'):
+                rows, cols = w.shape
+                inputs = self.input_size if spec.role == 'kernel+recurrent' else 0
+                mask = F.dropout(F.constant(1.0, (rows - inputs, cols)), self.weight_dropout)
+                if inputs:
+                    mask = F.concatenate(F.constant(1.0, (inputs, cols)), mask, axis=0)
+                w = F.mul2(w, mask)
+            dropped.append(w)
+        return tuple(dropped)
+
+    def zoneout_masks(self, lead):
+        """Zoneout masks of shape ``lead`` + (width,) (``lead`` (B,) for one step, (T, B) for
+        T steps; width H, or P for an LSTMP's h), one per state tensor: 1 where a unit takes its new value (probability 1 - z), 0 where it
+        keeps its previous one, drawn per step, per unit and per sample, as Krueger et al.
+        and their TensorFlow ``ZoneoutWrapper`` do. None outside training, and for a tensor
+        whose rate is 0."""
+        if not self.training:
+            return None
+        return tuple(F.greater_equal_scalar(F.rand(shape=tuple(lead) + (w,)), z) if z else None
+                     for z, w in zip(self.zoneout, self.state_sizes))
+
+    def zone(self, old, y, new, masks=None):
+        r"""Zoneout (Krueger et al. 2017, arXiv:1606.01305) of one step: each state tensor
+        :math:`s` (c and h for an LSTM, h for a GRU or SimpleRNN) with rate :math:`z` becomes
+
+        .. math::
+            s_t = d_t \odot s_{t-1} + (1 - d_t) \odot \tilde s_t
+
+        in training, :math:`\tilde s_t` the cell's new value and :math:`1 - d_t` the step's
+        mask from :meth:`zoneout_masks`; in inference :math:`s_t = z s_{t-1} + (1 - z)
+        \tilde s_t`, the expectation. An LSTM's :math:`\tilde h_t = o_t \odot
+        \mathrm{act}(\tilde c_t)` reads the new cell before its zoneout, as in the paper.
+        ``old`` is the state the step started from, ``y`` and ``new`` what the core
+        returned. Returns ``(y, new)``, with ``y`` the zoned-out h: the state the next step
+        and the next layer read, the paper's :math:`h_t` (the paper's ``ZoneoutWrapper``
+        outputs the cell's h before its zoneout instead)."""
+        if not any(self.zoneout):
+            return y, new
+        masks = masks or (None,) * len(new)
+        mixed = []
+        for z, o, n, keep in zip(self.zoneout, old, new, masks):
+            if not z:
+                mixed.append(n)
+            elif self.training:
+                mixed.append(F.add2(o, self.mul(keep, sub(n, o))))
+            else:
+                mixed.append(F.add2(F.mul_scalar(o, z), F.mul_scalar(n, 1.0 - z)))
+        new = type(new)(*mixed)
+        return new.h, new
+
     def masked(self, h, mask):
         return h if mask is None else self.mul(h, mask)
 
     def zero_state(self, x):
-        """Zeros (B, H) for every state tensor, computed from ``x`` (B, D) by padding and
-        slicing its feature axis, so no state Variable enters the graph."""
+        """Zeros (B, H) (or (B, P)) for every state tensor, computed from ``x`` (B, D) by
+        padding and slicing its feature axis, so no state Variable enters the graph."""
         d = x.shape[1]
-        zeros = F.slice(F.pad(x, (0, self.units)), (d,), (d + self.units,), (1,))
-        return self.state_type(*[zeros] * len(self.state_type._fields))
+        padded = F.pad(x, (0, max(self.state_sizes)))
+        zeros = {w: F.slice(padded, (d,), (d + w,), (1,)) for w in set(self.state_sizes)}
+        return self.state_type(*[zeros[w] for w in self.state_sizes])
 
 
 class LSTMCore(Core):
@@ -198,25 +273,38 @@ class LSTMCore(Core):
 
     .. math::
         a_t &= \mathrm{act}(W_a [x_t, h_{t-1}] + b_a) \\
-        i_t &= \mathrm{ract}(W_i [x_t, h_{t-1}] + b_i) \\
-        f_t &= \mathrm{ract}(W_f [x_t, h_{t-1}] + b_f) \\
-        o_t &= \mathrm{ract}(W_o [x_t, h_{t-1}] + b_o) \\
+        i_t &= \mathrm{ract}(W_i [x_t, h_{t-1}] + b_i + w_{ci} \odot c_{t-1}) \\
+        f_t &= \mathrm{ract}(W_f [x_t, h_{t-1}] + b_f + w_{cf} \odot c_{t-1}) \\
         c_t &= f_t \odot c_{t-1} + i_t \odot a_t \\
-        h_t &= o_t \odot \mathrm{act}(c_t)
+        o_t &= \mathrm{ract}(W_o [x_t, h_{t-1}] + b_o + w_{co} \odot c_t) \\
+        h_t &= W_{hr} (o_t \odot \mathrm{act}(c_t))
 
     with act = tanh and ract = sigmoid by default. ``W``'s column blocks are a, i, f, o (the
-    seed's names and layout, so its parameter files load unchanged).
+    seed's names and layout, so its parameter files load unchanged). The peephole terms
+    (Gers and Schmidhuber 2000; TensorFlow's ``LSTMCell(use_peepholes=True)``: diagonal
+    weights, the output gate reading the new cell) exist only with ``use_peepholes=True``;
+    the projection :math:`W_{hr}` (H, P) only with ``proj_size`` P (PyTorch's LSTMP, Sak et
+    al. 2014: ``h_t = W_hr(o_t * tanh(c_t))``), which makes h and the output (B, P) and the
+    recurrent rows of ``W`` P; without them the terms drop out.
     """
 
     def __call__(self, x, state, h_mask=None):
-        """One step: ``x`` (B, D), ``state`` an :class:`LSTMState`, ``h_mask`` an optional
-        (B, H) recurrent-dropout mask. Returns ``(h_t, LSTMState(c_t, h_t))``."""
-        w, b = self.params
+        """One step: ``x`` (B, D), ``state`` an :class:`LSTMState` (c (B, H), h (B, P)),
+        ``h_mask`` an optional (B, P) recurrent-dropout mask. Returns
+        ``(h_t, LSTMState(c_t, h_t))``."""
+        w, b, w_ci, w_cf, w_co, w_hr = self.params
         z = F.affine(F.concatenate(x, self.masked(state.h, h_mask), axis=1), w, b)
         a, i, f, o = blocks(z, 4, self.units, self.view)
         mul = self.mul
+        if w_ci is not None:  # peepholes: diagonal, so a broadcast product per gate
+            i, f = (F.add2(g, F.mul2(state.c, F.reshape(p, (1, self.units))))
+                    for g, p in ((i, w_ci), (f, w_cf)))
         c = F.add2(mul(self.ract(f), state.c), mul(self.ract(i), self.act(a)))
+        if w_co is not None:
+            o = F.add2(o, F.mul2(c, F.reshape(w_co, (1, self.units))))
         h = mul(self.ract(o), self.act(c))
+        if w_hr is not None:
+            h = F.affine(h, w_hr)
         return h, LSTMState(c, h)
 
 
@@ -273,22 +361,25 @@ class SimpleRNNCore(Core):
         return h, HiddenState(h)
 
 
-def _step(core_type, function, x, states, name, options):
-    """Check one step's arguments, build the core in scope ``name``, run one step."""
+def _step(core_type, function, x, states, name, training, options):
+    """Check one step's arguments, build the core in scope ``name``, run one step (with its
+    zoneout)."""
     core_type.kind.check_options(function, options)
     _checks.nonempty(x, 'x', '(B, D)')
     fields = core_type.kind.state._fields
     units = _checks.nonempty(states[0], fields[0], '(B, H)').shape[1]
-    for field, value in zip(fields, states):
-        _checks.shape(value, field, (x.shape[0], units), '(B, H)')
+    for field, value, width in zip(fields, states, core_type.kind.state_sizes(units, **options)):
+        _checks.shape(value, field, (x.shape[0], width), '(B, H)' if width == units else '(B, P)')
     _checks.name(name, optional=True)
     with process.BUILD_LOCK, nn.parameter_scope(name) if name else contextlib.nullcontext():
         core = core_type(x.shape[1], units, differentiable=differentiable(x, *states),
-                         **options)
-        return core(x, core.state_type(*states))[1]
+                         training=training, **options)
+        state = core.state_type(*states)
+        y, new = core(x, state)
+        return core.zone(state, y, new, core.zoneout_masks((x.shape[0],)))[1]
 
 
-def LSTMCell(x, c, h, name=None, **options):
+def LSTMCell(x, c, h, name=None, training=None, **options):
     """One LSTM step, the seed's ``LSTMCell(x, c, h) -> (c_t, h_t)``.
 
     Args:
@@ -296,9 +387,13 @@ def LSTMCell(x, c, h, name=None, **options):
         c, h (~nnabla.Variable): (B, H) cell and hidden states.
         name (str): parameter scope; None creates ``WaWiWfWo/affine/{W,b}`` in the caller's
             scope, as the seed did.
+        training (bool): draw the zoneout and weight-dropout masks; None means unless built
+            under ``nn.no_grad()`` (as for the layer), where zoneout blends by its
+            expectation and the weights are not dropped.
         **options: ``activation``, ``recurrent_activation``, ``use_bias``,
             ``kernel_initializer``, ``recurrent_initializer``, ``bias_initializer``,
-            ``unit_forget_bias``, ``rng``, ``fix_parameters``, as for :func:`nnlstm.LSTM`.
+            ``unit_forget_bias``, ``zoneout`` (z or (z_c, z_h)), ``weight_dropout``,
+            ``rng``, ``fix_parameters``, as for :func:`nnlstm.LSTM`.
 
     Returns:
         ``(c_t, h_t)``, each (B, H). See :class:`LSTMCore` for the equations.
@@ -310,31 +405,31 @@ def LSTMCell(x, c, h, name=None, **options):
     Example:
         >>> c, h = nnlstm.LSTMCell(x_t, c, h, name='cell')   # x_t (B, D); c, h (B, H)
     """
-    state = _step(LSTMCore, 'LSTMCell', x, (c, h), name, options)
+    state = _step(LSTMCore, 'LSTMCell', x, (c, h), name, training, options)
     return state.c, state.h
 
 
-def GRUCell(x, h, name=None, **options):
+def GRUCell(x, h, name=None, training=None, **options):
     """One GRU step: ``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H).
 
-    ``name`` is the parameter scope (None: the caller's); ``**options`` as for
-    :func:`nnlstm.GRU`, among them ``reset_after``. See :class:`GRUCore` for the equations.
-    Errors as for :func:`LSTMCell`.
+    ``name`` is the parameter scope (None: the caller's); ``training`` and ``**options`` as
+    for :func:`LSTMCell` and :func:`nnlstm.GRU`, among them ``reset_after``. See
+    :class:`GRUCore` for the equations. Errors as for :func:`LSTMCell`.
 
     Example:
         >>> h = nnlstm.GRUCell(x_t, h, name='cell')
     """
-    return _step(GRUCore, 'GRUCell', x, (h,), name, options).h
+    return _step(GRUCore, 'GRUCell', x, (h,), name, training, options).h
 
 
-def SimpleRNNCell(x, h, name=None, **options):
+def SimpleRNNCell(x, h, name=None, training=None, **options):
     """One fully connected recurrent step: ``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H).
 
-    ``name`` is the parameter scope (None: the caller's); ``**options`` as for
-    :func:`nnlstm.SimpleRNN`. See :class:`SimpleRNNCore` for the equation. Errors as for
-    :func:`LSTMCell`.
+    ``name`` is the parameter scope (None: the caller's); ``training`` and ``**options`` as
+    for :func:`LSTMCell` and :func:`nnlstm.SimpleRNN`. See :class:`SimpleRNNCore` for the
+    equation. Errors as for :func:`LSTMCell`.
 
     Example:
         >>> h = nnlstm.SimpleRNNCell(x_t, h, name='cell')
     """
-    return _step(SimpleRNNCore, 'SimpleRNNCell', x, (h,), name, options).h
+    return _step(SimpleRNNCore, 'SimpleRNNCell', x, (h,), name, training, options).h

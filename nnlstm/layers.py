@@ -10,10 +10,10 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.parameter
 
-from . import _checks, gates, mc
+from . import _checks, gates, mc, record
 from .carry import Carry
 from .cells import LSTMState, differentiable
-from .kinds import KINDS, owners, parameter_doc
+from .kinds import KINDS, VARIANTS, owners, parameter_doc
 from .process import BUILD_LOCK
 from .unroll import stack_time, unroll
 
@@ -23,6 +23,7 @@ LAYER_OPTIONS = {
     'recurrent_dropout': 0.0,
     'training': None,
     'stateful': None,
+    'resets': None,
     'fused': None,
 }
 
@@ -52,9 +53,10 @@ def split_options(options):
 
 
 def prepare(kind, inputs, units, initial_state, name, time_major=False, lengths=None,
-            stateful=None, cell_options=None):
+            stateful=None, cell_options=None, training=None):
     """What every path of a layer shares: check the arguments and build the core in scope
-    ``name``. Returns ``(core, initial state or None, lengths as a Variable or None)``."""
+    ``name`` (``training`` as the core takes it). Returns ``(core, initial state or None,
+    lengths as a Variable or None)``."""
     batch, steps, dim = _checks.sequence(inputs, 'inputs', time_major)
     units = _checks.positive_int(units, 'units')
     lengths = _checks.lengths(lengths, batch, steps)
@@ -64,39 +66,44 @@ def prepare(kind, inputs, units, initial_state, name, time_major=False, lengths=
                             % type(stateful).__name__)
         if initial_state is not None:
             raise ValueError("give `initial_state` or `stateful`, not both")
-    state = _checks.state(initial_state, kind.state, batch, units)
+    sizes = kind.state_sizes(units, **(cell_options or {}))
+    state = _checks.state(initial_state, kind.state, batch, sizes)
     with scope(name):
         if stateful is not None:
             state = stateful._initial(nnabla.parameter.get_current_parameter_scope(),
-                                      kind.state, batch, units)
+                                      kind.state, batch, sizes)
         core = kind.core(dim, units, differentiable=differentiable(inputs, *(state or ())),
-                         **(cell_options or {}))
+                         training=training, **(cell_options or {}))
     return core, state, lengths
 
 
 def run(kind, inputs, units, initial_state=None, name='rnn', reverse=False, time_major=False,
         lengths=None, dropout=0.0, recurrent_dropout=0.0, training=None, stateful=None,
-        cell_options=None):
+        resets=None, cell_options=None):
     """Check the arguments, build the core in scope ``name`` and unroll it.
 
-    Returns ``(outputs, final_state, lengths)``: outputs and final state as
+    Returns ``(outputs, final_state, lengths, direction)``: outputs and final state as
     :func:`nnlstm.unroll.unroll` (outputs aligned with the input steps whatever the
-    direction), ``lengths`` as a Variable or None. ``training`` None means "unless built
-    under ``nn.no_grad()``, and always under :func:`nnlstm.mc.sampling`"; dropout is only
-    built while training.
+    direction), ``lengths`` as a Variable or None, ``direction`` the
+    :class:`nnlstm.record.Direction` an export reads. ``training`` None means "unless built
+    under ``nn.no_grad()``, and always under :func:`nnlstm.mc.sampling`"; dropout and the
+    zoneout and weight-dropout masks are only built while training.
     """
-    core, state, lengths = prepare(kind, inputs, units, initial_state, name, time_major,
-                                   lengths, stateful, cell_options)
     dropout = _checks.probability(dropout, 'dropout')
     recurrent_dropout = _checks.probability(recurrent_dropout, 'recurrent_dropout')
     if _checks.flag(training, 'training', optional=True) is None:
         training = mc.dropout_on()
+    core, state, lengths = prepare(kind, inputs, units, initial_state, name, time_major,
+                                   lengths, stateful, cell_options, training)
     outputs, final = unroll(core, inputs, state, reverse, time_major, lengths,
                             dropout if training else 0.0,
-                            recurrent_dropout if training else 0.0)
+                            recurrent_dropout if training else 0.0, resets,
+                            carried=stateful is not None)
     if stateful is not None:
         stateful._track(state, final)
-    return outputs, final, lengths
+    dropped = bool(training and (dropout or recurrent_dropout or core.weight_dropout))
+    return outputs, final, lengths, record.Direction(core, state, reverse, dropped,
+                                                     resets is not None)
 
 
 def stack(outputs, time_major):
@@ -125,9 +132,15 @@ def fusion_blockers(kind, go_backwards, time_major, lengths, options):
         ('`go_backwards`', go_backwards), ('`time_major`', time_major),
         ('`lengths`', lengths is not None), ('`dropout`', options.get('dropout')),
         ('`recurrent_dropout`', options.get('recurrent_dropout')),
+        ('`zoneout`', any(_checks.rates(options.get('zoneout', 0.0), 'zoneout',
+                                        kind.state._fields, kind.layer_name))),
+        ('`weight_dropout`', options.get('weight_dropout')),
+        ('`resets`', options.get('resets') is not None),
         ('`activation`=%r' % (activation,), activation != 'tanh'),
         ('`recurrent_activation`=%r' % (recurrent_activation,),
          recurrent_activation != 'sigmoid')) if unfusable]
+    blockers += ['`%s`=%r' % (o, options[o]) for o in VARIANTS
+                 if options.get(o) not in (None, False, 0)]
     return blockers
 
 
@@ -159,7 +172,7 @@ def fused_lstm(kind, inputs, units, initial_state, name, stateful=None, cell_opt
     core, state, _ = prepare(kind, inputs, units, initial_state, name, stateful=stateful,
                              cell_options=cell_options)
     batch, dim, units = inputs.shape[0], core.input_size, core.units
-    w, b = core.params
+    w, b = core.params[:2]  # the variants' parameters are blockers
 
     def to_fused(v, axis):  # gate blocks from nnlstm's order to F.lstm's, along ``axis``
         blocks = F.split(v, axis=axis)
@@ -202,8 +215,9 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
                                      cell_options)
         y = sequence if return_sequences else final.h
         return (y,) + tuple(final) if return_state else y
-    outputs, final, lengths = run(kind, inputs, units, initial_state, name, go_backwards,
-                                  time_major, lengths, cell_options=cell_options, **layer)
+    outputs, final, lengths, direction = run(kind, inputs, units, initial_state, name,
+                                             go_backwards, time_major, lengths,
+                                             cell_options=cell_options, **layer)
     y = final.h  # every cell outputs its hidden state; with lengths, at each own end
     if return_sequences:
         if not go_backwards:
@@ -215,7 +229,10 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
                              "batch-major inputs (time_major=False)")
         else:
             y = reverse_valid(stack(outputs, False), lengths)
-    return (y,) + tuple(final) if return_state else y
+    returned = (y,) + tuple(final) if return_state else (y,)
+    record.register(record.LayerRecord(name, kind, (direction,), None, inputs, lengths,
+                                       return_sequences, returned))
+    return returned if return_state else y
 
 
 def layer_options(kind):
@@ -249,14 +266,32 @@ LAYER_ARGS = """
             the valid part. A Variable lets one graph serve every batch.
         dropout, recurrent_dropout (float): variational dropout rates of the inputs and of
             the recurrent state: one mask per sequence, the same at every step.
-        training (bool): build the dropout masks; None means unless built under
-            ``nn.no_grad()``, so an inference graph has no dropout function (but always
-            inside :func:`nnlstm.mc_dropout`, which samples with them).
+        zoneout (float, or a pair (z_c, z_h) for LSTM): zoneout (Krueger et al. 2017) of
+            the state: in training each unit of c and h (h for GRU and SimpleRNN) keeps its
+            previous value with probability z, drawn per step, per unit and per sample; in
+            inference the expectation z * old + (1 - z) * new. The output is the zoned-out
+            h (the state's h). Equations: :meth:`nnlstm.cells.Core.zone`.
+        weight_dropout (float): DropConnect on the recurrent weights (AWD-LSTM): in
+            training, the h rows of the recurrent kernel times one mask per forward pass (0
+            with probability p, else 1 / (1 - p)), the same at every step; inference
+            graphs read the weights as they are. See :meth:`nnlstm.cells.Core.drop_connect`.
+        resets (~nnabla.Variable or array): (B, T), or (T, B) with ``time_major``, of 0
+            and 1 (Haiku's ``ResetCore``): where ``resets[b, t]`` is 1, sequence b starts
+            step t from ``initial_state`` (zeros without one, and with ``stateful``), so it
+            continues exactly as a fresh run over its steps t, t + 1, .... ``t`` is the
+            input's time index: with ``go_backwards`` the fresh run covers steps t, t - 1,
+            ..., 0. Steps past ``lengths`` ignore it. A Variable's values are read as 1
+            where >= 1, else 0 (float arithmetic, so the graph exports); an array must hold
+            only 0 and 1.
+        training (bool): build the dropout, zoneout and weight-dropout masks; None means
+            unless built under ``nn.no_grad()``, so an inference graph has no random
+            function (but always inside :func:`nnlstm.mc_dropout`, which samples with them).
         stateful (Carry): carry the final state over to the next run (truncated BPTT).
         fused (bool): LSTM only: run as NNabla's fused ``F.lstm`` (cuDNN's on a GPU) on the
             same parameters. None (default) does so for training graphs under a ``cudnn``
-            context when no option needs the unrolled graph (lengths, dropout,
-            go_backwards, time_major, other activations); inference graphs stay unrolled,
+            context when no option needs the unrolled graph (lengths, resets, dropout,
+            zoneout, weight_dropout, go_backwards, time_major, other activations);
+            inference graphs stay unrolled,
             so they export. True demands it (a ValueError names what prevents it).
         activation, recurrent_activation (str or callable): Keras' names and defaults,
             'tanh' and 'sigmoid'; 'relu', 'linear' or any callable.

@@ -44,7 +44,10 @@ def mc_dropout(build, inputs, samples=100):
     sample ``s`` of input row ``b``), and ``build`` runs once on the S·B rows under
     ``nn.no_grad()`` with :func:`sampling` on, so every nnlstm layer inside it with dropout
     builds its masks: each of the S·B rows draws its own, variational ones (the same at every
-    time step of the row). Dropout that is not nnlstm's (``F.dropout``) is up to ``build``.
+    time step of the row). Zoneout masks are drawn per row and per step too; a layer's
+    ``weight_dropout`` draws one mask of the weights for the whole graph, so every sample
+    shares it and it adds no spread. Dropout that is not nnlstm's (``F.dropout``) is up to
+    ``build``.
 
     The variance is the population variance over the S samples (``ddof=0``, NumPy's default),
     the moment estimate of Gal and Ghahramani's predictive variance without the observation

@@ -55,6 +55,14 @@ def step_function(d):
     return F.sub2(F.relu(d), F.relu(F.add_scalar(d, -1.0)))
 
 
+def per_step(masks, units, axis):
+    """(B, T, 1) masks (time on ``axis``; (T, B, 1) for axis 0) as, per step, a tuple of
+    their (B, H) masks; they are broadcast to H units by a (1, 1, H) constant, with no
+    batch-sized shape to export."""
+    ones = F.constant(1.0, (1, 1, units))
+    return list(zip(*[split_time(F.mul2(m, ones), axis) for m in masks]))
+
+
 def length_masks(lengths, steps, units):
     """Per step, the (B, H) masks ``(m, 1 - m)``, m = 1 where step t < the sequence's
     length, made for all steps at once; blending ``m * new + (1 - m) * old`` keeps valid
@@ -65,15 +73,39 @@ def length_masks(lengths, steps, units):
     t = F.reshape(F.arange(0, steps), (1, steps, 1))
     masks = [step_function(F.sub2(lengths, t)),                           # t < length
              step_function(F.sub2(F.add_scalar(t, 1.0), lengths))]        # t >= length
-    ones = F.constant(1.0, (1, 1, units))  # broadcasts with no batch-sized shape to export
-    masks = [F.mul2(m, ones) for m in masks]
-    if steps == 1:
-        return [tuple(F.reshape(m, (batch, units)) for m in masks)]
-    return list(zip(*[F.split(m, axis=1) for m in masks]))
+    return per_step(masks, units, 1)
+
+
+def reset_masks(resets, units, time_major=False):
+    """Per step, the (B, H) masks ``(r, 1 - r)`` of ``resets`` (B, T) ((T, B) with
+    ``time_major``), r = 1 where a value is >= 1, else 0 (float arithmetic, as
+    :func:`step_function`, so the masks export)."""
+    r = step_function(F.reshape(resets, tuple(resets.shape) + (1,)))
+    return per_step([r, F.add_scalar(F.mul_scalar(r, -1.0), 1.0)], units,
+                    0 if time_major else 1)
+
+
+def zoneout_masks(core, steps, batch):
+    """Per step, the tuple of the core's (B, H) zoneout masks (None outside training), drawn
+    for all steps at once (:meth:`nnlstm.cells.Core.zoneout_masks`)."""
+    masks = core.zoneout_masks((steps, batch))
+    if masks is None:
+        return [None] * steps
+    return list(zip(*[[None] * steps if m is None else split_time(m, 0) for m in masks]))
+
+
+def reset(state, masks, target, mul):
+    """The state a step starts from, given each state field's reset masks ``(r, 1 - r)``
+    (one pair per field, of its width): ``target`` where r is 1 (zeros for None), ``state``
+    where it is 0."""
+    if target is None:
+        return type(state)(*[mul(keep, s) for s, (r, keep) in zip(state, masks)])
+    return type(state)(*[F.add2(mul(keep, s), mul(r, s0))
+                         for s, s0, (r, keep) in zip(state, target, masks)])
 
 
 def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, lengths=None,
-           dropout=0.0, recurrent_dropout=0.0):
+           dropout=0.0, recurrent_dropout=0.0, resets=None, carried=False):
     """Run ``core`` over the time axis of ``inputs``: the one loop every layer uses.
 
     Args:
@@ -88,6 +120,15 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
             zeros, so the reverse direction starts at each sequence's own last step.
         dropout, recurrent_dropout (float): rates of the input and recurrent variational
             dropout masks (0 builds none).
+        resets (~nnabla.Variable or array): (B, T) ((T, B) with ``time_major``) of 0 and 1,
+            or None: where ``resets[b, t]`` is 1, sequence b starts step t (the input's time
+            index, in either direction) from ``initial_state`` (zeros without one), as
+            Haiku's ``ResetCore``. A padded step (past ``lengths``) ignores its reset.
+        carried (bool): ``initial_state`` is a carried state (a :class:`nnlstm.Carry`'s):
+            the run starts from it, but resets start from zeros.
+
+    The core's zoneout (:meth:`nnlstm.cells.Core.zone`) applies to every step, its masks
+    drawn per step in training graphs.
 
     Returns:
         ``(outputs, final_state)``: ``outputs`` a list of T Variables (B, H), ``outputs[t]``
@@ -98,42 +139,55 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
         TypeError: ``core`` not a cell core, a non-Variable, a flag that is not a bool.
         ValueError: shapes that disagree with the core or with each other.
     """
-    initial_state, lengths = check(core, inputs, initial_state, reverse, time_major, lengths,
-                                   dropout, recurrent_dropout)
+    initial_state, lengths, resets = check(core, inputs, initial_state, reverse, time_major,
+                                           lengths, dropout, recurrent_dropout, resets,
+                                           carried)
     xs = split_time(inputs, 0 if time_major else 1)
     ensure_stack(len(xs))
     batch, dim = xs[0].shape
     state = core.zero_state(xs[0]) if initial_state is None else initial_state
     x_mask = dropout_mask((batch, dim), dropout) if dropout else None
-    h_mask = dropout_mask((batch, core.units), recurrent_dropout) if recurrent_dropout else None
-    valid = [None] * len(xs) if lengths is None else length_masks(lengths, len(xs), core.units)
+    h_mask = (dropout_mask((batch, core.output_size), recurrent_dropout) if recurrent_dropout
+              else None)
+    widths = core.state_sizes  # each state field's width: H, or P for an LSTMP's h
+    valid = ({} if lengths is None
+             else {w: length_masks(lengths, len(xs), w) for w in set(widths)})
+    restart = ({} if resets is None
+               else {w: reset_masks(resets, w, time_major) for w in set(widths)})
+    target = None if carried else initial_state  # what a reset starts from; None: zeros
+    zone = zoneout_masks(core, len(xs), batch)
     mul = core.mul
     outputs = [None] * len(xs)
     for t in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
         x = xs[t] if x_mask is None else mul(xs[t], x_mask)
-        y, new = core(x, state, h_mask)
-        if valid[t] is not None:  # padded step: keep the state, output zeros
-            m, keep = valid[t]
-            new = type(new)(*[F.add2(mul(m, v), mul(keep, old)) for v, old in zip(new, state)])
-            y = mul(y, m)
+        start = state if not restart else reset(state, [restart[w][t] for w in widths],
+                                                target, mul)
+        y, new = core(x, start, h_mask)
+        y, new = core.zone(start, y, new, zone[t])
+        if valid:  # padded step: keep the state (before a reset), output 0
+            new = type(new)(*[F.add2(mul(valid[w][t][0], v), mul(valid[w][t][1], old))
+                              for v, old, w in zip(new, state, widths)])
+            y = mul(y, valid[core.output_size][t][0])
         outputs[t], state = y, new
     return outputs, state
 
 
 def check(core, inputs, initial_state, reverse, time_major, lengths, dropout,
-          recurrent_dropout):
+          recurrent_dropout, resets=None, carried=False):
     """What :func:`unroll` checks (the layers' checks, on a core built already). Returns the
-    state and lengths as :func:`unroll` uses them."""
+    state, lengths and resets as :func:`unroll` uses them."""
     if not isinstance(core, Core):
         raise TypeError("`core` must be a cell core of nnlstm.cells (e.g. "
                         "nnlstm.cells.LSTMCore(D, H)); received %s" % type(core).__name__)
     _checks.flag(reverse, 'reverse')
     _checks.flag(time_major, 'time_major')
+    _checks.flag(carried, 'carried')
     batch, steps, dim = _checks.sequence(inputs, 'inputs', time_major)
     if dim != core.input_size:
         raise ValueError("`inputs` has D = %d features; the core was built for input_size "
                          "D = %d" % (dim, core.input_size))
     _checks.probability(dropout, 'dropout')
     _checks.probability(recurrent_dropout, 'recurrent_dropout')
-    return (_checks.state(initial_state, core.state_type, batch, core.units),
-            _checks.lengths(lengths, batch, steps))
+    return (_checks.state(initial_state, core.state_type, batch, core.state_sizes),
+            _checks.lengths(lengths, batch, steps),
+            _checks.resets(resets, batch, steps, time_major))

@@ -7,7 +7,7 @@ import functools
 
 import nnabla.functions as F
 
-from . import _checks
+from . import _checks, record
 from .kinds import kind_of, layer_names
 from .layers import (accepted, check_flags, check_options, layer_options, run, scope,
                      split_options, stack)
@@ -22,6 +22,18 @@ MERGES = {
 #: Layer options a Bidirectional layer does not take: it runs both directions itself, and
 #: has no fused path.
 NOT_BIDIRECTIONAL = {'go_backwards', 'fused'}
+
+
+def segment_ends(resets, time_major):
+    """The backward direction's resets for a Bidirectional layer given ``resets`` (B, T)
+    ((T, B) with ``time_major``), which mark where segments start: 1 at step t where step t
+    + 1 starts a segment, so the backward direction starts each segment from its last step;
+    None for T = 1 or no resets."""
+    if resets is None or resets.shape[0 if time_major else 1] == 1:
+        return None
+    if time_major:
+        return F.pad(F.slice(resets, (1, 0), resets.shape), (0, 1, 0, 0))
+    return F.pad(F.slice(resets, (1,), resets.shape[1:], (1,)), (0, 1))  # batch free
 
 
 def bidirectional_options(kind):
@@ -44,6 +56,10 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
             ``(c0_f, h0_f, c0_b, h0_b)`` for LSTM, ``(h0_f, h0_b)`` for GRU.
         lengths: as for the layer; the backward direction then starts at each sequence's own
             last step (PyTorch's packed sequences).
+        resets: as for the layer, (B, T) of 0 and 1 marking where segments start (1 at
+            step t: a new segment starts at t): the forward direction starts step t afresh,
+            the backward one step t - 1, so each segment's outputs equal a Bidirectional
+            run over that segment alone.
         **layer_kwargs: the layer's options, but ``go_backwards`` and ``fused`` (both
             directions run unrolled); anything else is a TypeError naming it.
 
@@ -79,16 +95,24 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
             states = (states[0][0], states[1][0])
     options, cell_options = split_options(layer_kwargs)
     del options['fused']
-    ys, finals = [], []
+    batch, steps, _ = _checks.sequence(inputs, 'inputs', time_major)
+    resets = _checks.resets(options.pop('resets'), batch, steps, time_major)
+    ys, finals, directions = [], [], []
     with scope(name):
-        for direction, state in zip(('forward', 'backward'), states):
-            outputs, final, _ = run(kind, inputs, units, state, direction,
-                                    direction == 'backward', time_major, lengths,
-                                    cell_options=cell_options, **options)
+        for direction, state, restart in zip(('forward', 'backward'), states,
+                                             (resets, segment_ends(resets, time_major))):
+            outputs, final, given, part = run(kind, inputs, units, state, direction,
+                                              direction == 'backward', time_major, lengths,
+                                              resets=restart, cell_options=cell_options,
+                                              **options)
             ys.append(stack(outputs, time_major) if return_sequences else final.h)
             finals.extend(final)
+            directions.append(part)
     y = tuple(ys) if merge_mode is None else (MERGES[merge_mode](*ys),)
-    return y + tuple(finals) if return_state else (y if merge_mode is None else y[0])
+    returned = y + tuple(finals) if return_state else y
+    record.register(record.LayerRecord(name, kind, tuple(directions), merge_mode, inputs,
+                                       given, return_sequences, returned))
+    return returned if return_state or merge_mode is None else y[0]
 
 
 #: What Stacked passes to each of its layers itself.
@@ -130,7 +154,8 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
         inputs (~nnabla.Variable): (B, T, D).
         num_layers (int): how many layers.
         dropout (float): dropout on the inputs of every layer but the first, as PyTorch's
-            ``dropout``, but variational: one mask per sequence, the same at every step.
+            ``dropout``, but variational: one mask per sequence, the same at every step;
+            with ``num_layers=1`` (no such layer) a ValueError.
         name (str): the layers live in ``{name}/layer0``, ``{name}/layer1``, ...
         initial_state (list): one entry per layer, each as that layer takes it.
         **layer_kwargs: passed to every layer (``units``-independent options); an option the
@@ -147,6 +172,10 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
     check_options('Stacked', layer_kwargs, accepted(Stacked, inner))
     num_layers = _checks.positive_int(num_layers, 'num_layers')
     _checks.probability(dropout, 'dropout')
+    if dropout and num_layers == 1:
+        raise ValueError("`dropout` = %r acts on the inputs of every layer but the first, and "
+                         "num_layers=1 has none (PyTorch warns the same): use num_layers >= 2 "
+                         "or dropout=0" % dropout)
     check_flags(return_sequences=return_sequences, return_state=return_state)
     if initial_state is not None and not isinstance(initial_state, (list, tuple)):
         raise TypeError("`initial_state` must be a list with one state per layer; received %s"

@@ -50,7 +50,7 @@ CALLS = {
 
 @pytest.mark.parametrize('function,option,hint', [
     ('LSTM', 'return_sequence', "; did you mean 'return_sequences'?"),
-    ('LSTM', 'peephole', " ("),
+    ('LSTM', 'peephole', "; did you mean 'use_peepholes'? ("),
     ('LSTM', 'reset_after', ": it is an option of GRU, not of LSTM()"),
     ('GRU', 'unit_forget_bias', ": it is an option of LSTM, not of GRU()"),
     ('GRU', 'resetafter', "; did you mean 'reset_after'?"),
@@ -59,7 +59,7 @@ CALLS = {
     ('Bidirectional', 'fused', ": it is an option of LSTM, GRU, SimpleRNN, not of "
                                "Bidirectional()"),
     ('Bidirectional', 'merge', "; did you mean 'merge_mode'?"),
-    ('Stacked', 'peephole', " ("),
+    ('Stacked', 'peephole', "; did you mean 'use_peepholes'? ("),
     ('Stacked', 'reset_after', ": it is an option of GRU, not of Stacked()"),
     ('Stacked', 'num_layer', "; did you mean 'num_layers'?"),
     ('Stacked(Bidirectional)', 'fused', ": it is an option of LSTM, GRU, SimpleRNN"),
@@ -68,7 +68,7 @@ CALLS = {
     ('LSTMCell', 'use_bais', "; did you mean 'use_bias'?"),
     ('GRUCell', 'unit_forget_bias', ": it is an option of LSTM, not of GRUCell()"),
     ('SimpleRNNCell', 'recurrent_activation', ": it is an option of LSTM, GRU"),
-    ('SimpleRNNCell', 'dropout', " ("),
+    ('SimpleRNNCell', 'dropout', "; did you mean 'weight_dropout'?"),
 ])
 def test_unknown_or_misplaced_options_name_the_function_and_the_option(function, option,
                                                                        hint):
@@ -190,6 +190,9 @@ def test_cell_flags_must_be_bools(call, flag):
      r"`initial_state` must be a list with one state per layer; received Variable"),
     (lambda: nnlstm.Stacked(BI, x(), H, merge_mode=None), ValueError,
      r"a stacked Bidirectional layer needs a `merge_mode`; received None"),
+    (lambda: nnlstm.Stacked(nnlstm.LSTM, x(), H, num_layers=1, dropout=0.5), ValueError,
+     r"`dropout` = 0.5 acts on the inputs of every layer but the first, and num_layers=1 "
+     r"has none"),
 ])
 def test_bad_arguments_are_clear_errors(call, error, match):
     with pytest.raises(error, match=match):

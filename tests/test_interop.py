@@ -396,8 +396,19 @@ ERRORS = [
      r"`state_dict` has no 'weight_hh_l1'; it holds \['bias_hh_l0', "),
     (lambda: interop.load_torch(torch_sd(), 'l', reverse=True), ValueError,
      r"`state_dict` has no 'weight_hh_l0_reverse'"),
-    (lambda: interop.load_torch(torch_sd(), 'l', layer=-1), TypeError,
+    (lambda: interop.load_torch(torch_sd(), 'l', layer=-1), ValueError,
      r"`layer` must be an int >= 0; received -1"),
+    (lambda: interop.load_torch(torch_sd(), 'l', layer=True), TypeError,
+     r"`layer` must be an int >= 0; received bool True"),
+    (lambda: interop.load_nnabla({}, 'l', layer=-2), ValueError,
+     r"`layer` must be an int >= 0; received -2"),
+    (lambda: interop.load_torch({**torch_sd(), 1: np.zeros(3)}, 'l'), TypeError,
+     r"`state_dict` keys must be str names; received int 1"),
+    (lambda: interop.load_nnabla({'weight_l0': np.zeros(3), 2: np.zeros(3)}, 'l'), TypeError,
+     r"`params` keys must be str names; received int 2"),
+    (lambda: interop.load_torch(dict(torch_sd(), bias_ih_l0=np.full(16, np.nan)), 'l'),
+     ValueError, r"`state_dict\['bias_ih_l0'\]` holds 16 non-finite values \(NaN or inf\) "
+     r"of 16; weights must be finite"),
     (lambda: interop.load_torch(torch_sd(g=3), 'l'), ValueError,
      r"`state_dict\['weight_hh_l0'\]` has shape \(12, 4\); expected \(4H, H\) with H = 4 = "
      r"\(16, 4\)"),
@@ -412,7 +423,11 @@ ERRORS = [
      r"`state_dict` must hold both 'bias_ih_l0' and 'bias_hh_l0' or neither; received only "
      r"'bias_ih_l0'"),
     (lambda: interop.load_torch(dict(torch_sd(), weight_hr_l0=np.zeros((H, 2))), 'l'),
-     ValueError, r"`state_dict` has 'weight_hr_l0': an nn.LSTM with proj_size"),
+     ValueError, r"`state_dict\['weight_hr_l0'\]` has shape \(4, 2\); expected \(P, H\) with "
+                 r"H = 4"),
+    (lambda: interop.load_torch(dict(torch_sd(), weight_hr_l0=np.zeros((2, H))), 'l',
+                                cell='rnn'), ValueError,
+     r"`state_dict` has 'weight_hr_l0', a projection, which only an LSTM has"),
     (lambda: interop.load_torch(torch_sd(), ''), TypeError,
      r"`name` must be a non-empty str; received ''"),
     (lambda: interop.save_torch('nothing'), ValueError,

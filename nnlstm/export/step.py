@@ -26,7 +26,9 @@ def step_network(layer, input_size, units, name, batch_size=1, **options):
             (trained, or loaded with ``nn.load_parameters``).
         batch_size (int): B here; an exported ``.nnp``/``.onnx`` keeps it variable.
         **options: the layer's cell options, as it was built (``activation``,
-            ``recurrent_activation``, ``use_bias``, ``reset_after``).
+            ``recurrent_activation``, ``use_bias``, ``reset_after``, ``zoneout``: the step
+            blends by its expectation, as the layer's inference graph; ``weight_dropout``
+            changes nothing there). A stream resets by feeding zero (or its initial) states.
 
     Returns:
         ``(inputs, outputs)``, two dicts ``{name: Variable}`` for :func:`export_network`.
@@ -57,7 +59,7 @@ def step_network(layer, input_size, units, name, batch_size=1, **options):
                          "give the options the layer was built with (e.g. `use_bias`, "
                          "`reset_after`)" % (layer.__name__, name, unused))
     x = nn.Variable((batch_size, input_size))
-    states = [nn.Variable((batch_size, units)) for _ in fields]
+    states = [nn.Variable((batch_size, w)) for w in kind.state_sizes(units, **options)]
     with nn.no_grad():
         new = cell(x, *states, name=name, **options)
     new = new if isinstance(new, tuple) else (new,)
