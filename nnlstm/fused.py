@@ -391,7 +391,7 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
                 order.index, 'zrn'), one, half, keep)
             final, kept = (h,), (kept,)
         else:
-            w, b = params
+            w, b = params[:2]  # LSTM: peephole/projection parameters are not covered (None)
             wx, rec = w[:dim], (np.ascontiguousarray(w[dim:]),)
             xw = input_product(xm, wx, b)
             if spec.kind == 'lstm':
@@ -439,7 +439,7 @@ def backward(spec, cache, dy, dfinal, need_x=True):
         else:
             dxw, dh = rnn_backward(dyt, dfinal[0], rec[0], kept[0], hm, vm, act, one)
             dstate = (dh,)
-    hms = flat({'lstm': kept[-1], 'gru': kept[0][5], 'rnn': kept[0][1]}[spec.kind])
+    hms = flat(kept[-1] if spec.kind == 'lstm' else kept[0][-1])  # the masked h_{t-1}
     dwx = np.dot(flat(cache['xm']).T, flat(dxw))
     db = dxw.sum(axis=(0, 1))
     if spec.kind == 'gru':

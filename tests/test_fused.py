@@ -16,11 +16,8 @@ from nnlstm.kinds import KINDS
 
 B, T, D, H = 3, 5, 2, 4
 LAYERS = {'lstm': nnlstm.LSTM, 'gru': nnlstm.GRU, 'rnn': nnlstm.SimpleRNN}
-# WIP: the LSTM and SimpleRNN kernels do not yet match the unrolled graph (the GRU ones do);
-# the kernels are not wired into any layer, so main's behaviour is unchanged.
-_WIP = pytest.mark.xfail(strict=True, reason='WIP: LSTM/SimpleRNN kernels not yet equal')
-CASES = [pytest.param('lstm', {}, marks=_WIP), ('gru', {'reset_after': True}),
-         ('gru', {'reset_after': False}), pytest.param('rnn', {}, marks=_WIP)]
+CASES = [('lstm', {}), ('gru', {'reset_after': True}), ('gru', {'reset_after': False}),
+         ('rnn', {})]
 
 
 def spec(kind, reverse=False, time_major=False, activation='tanh', **options):
