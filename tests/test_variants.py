@@ -11,7 +11,7 @@ import nnlstm
 from nnlstm.cells import Core
 import reference
 from nnlstm.export import functions_of
-from nnlstm.unroll import unroll
+from nnlstm.unroll import CHUNK, unroll
 from test_layers import (B, CASES, D, H, T, build, equations, forward, layer_params,
                          randomize, var)
 
@@ -415,3 +415,45 @@ def test_mc_dropout_samples_zoneout_per_row(rng):
     got = forward(plain, mean, variance)
     assert np.all(got[2] > 1e-4)
     np.testing.assert_allclose(got[1], got[0], atol=0.1)
+
+
+def counter(x, **options):
+    """A SimpleRNN counting its steps: h_t = h_{t-1} + x_t (W_x = W_h = 1, linear)."""
+    return nnlstm.SimpleRNN(x, 1, return_sequences=True, activation='linear', use_bias=False,
+                            kernel_initializer=np.ones((1, 1)),
+                            recurrent_initializer=np.ones((1, 1)), **options)
+
+
+@pytest.mark.parametrize('go_backwards', [False, True])
+def test_the_loop_resets_a_counter_across_chunk_boundaries(go_backwards):
+    """h_t counts the steps since the last reset (in processing order), over T = 2 CHUNK + 1
+    steps with resets on both sides of each chunk boundary."""
+    steps = 2 * CHUNK + 1
+    resets = np.zeros((2, steps), np.float32)
+    resets[0, [CHUNK - 1, CHUNK, 2 * CHUNK]] = 1
+    resets[1, [5]] = 1
+    got = forward(counter(var(np.ones((2, steps, 1))), resets=resets,
+                          go_backwards=go_backwards))[0][..., 0]
+    if go_backwards:
+        got = got[:, ::-1]
+    order = range(steps - 1, -1, -1) if go_backwards else range(steps)
+    want, count = np.zeros((2, steps)), np.zeros(2)
+    for t in order:
+        count = np.where(resets[:, t] == 1, 0, count) + 1
+        want[:, t] = count
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_loop_zones_out_a_counter_across_chunk_boundaries():
+    """Inference: h_t = h_{t-1} + (1 - z), so h_t = (t + 1)(1 - z); training: each step
+    adds 0 (zoned out) or 1, a fraction z of the steps 0."""
+    steps, z = 2 * CHUNK + 1, 0.25
+    x = var(np.ones((64, steps, 1)))
+    with nn.no_grad():
+        expected = counter(x, zoneout=z, name='expected')
+    trained = counter(x, zoneout=z, name='trained', training=True)
+    got = forward(expected, trained)
+    np.testing.assert_allclose(got[0][0, :, 0], (np.arange(steps) + 1) * (1 - z), rtol=1e-5)
+    added = np.diff(np.concatenate([np.zeros((64, 1)), got[1][..., 0]], axis=1), axis=1)
+    assert set(np.unique(added)) == {0.0, 1.0}
+    assert abs(np.mean(added == 0) - z) < 0.03
