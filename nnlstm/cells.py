@@ -228,12 +228,12 @@ class Core:
         :math:`s` (c and h for an LSTM, h for a GRU or SimpleRNN) with rate :math:`z` becomes
 
         .. math::
-            s_t = d_t \odot s_{t-1} + (1 - d_t) \odot 	ilde s_t
+            s_t = d_t \odot s_{t-1} + (1 - d_t) \odot \tilde s_t
 
-        in training, :math:`	ilde s_t` the cell's new value and :math:`1 - d_t` the step's
+        in training, :math:`\tilde s_t` the cell's new value and :math:`1 - d_t` the step's
         mask from :meth:`zoneout_masks`; in inference :math:`s_t = z s_{t-1} + (1 - z)
-        	ilde s_t`, the expectation. An LSTM's :math:`	ilde h_t = o_t \odot
-        \mathrm{act}(	ilde c_t)` reads the new cell before its zoneout, as in the paper.
+        \tilde s_t`, the expectation. An LSTM's :math:`\tilde h_t = o_t \odot
+        \mathrm{act}(\tilde c_t)` reads the new cell before its zoneout, as in the paper.
         ``old`` is the state the step started from, ``y`` and ``new`` what the core
         returned. Returns ``(y, new)``, with ``y`` the zoned-out h: the state the next step
         and the next layer read, the paper's :math:`h_t` (the paper's ``ZoneoutWrapper``
