@@ -163,17 +163,21 @@ def sequence(inputs, arg, time_major=False):
 
 
 def state(value, state_type, batch, units, arg='initial_state'):
-    """Check a recurrent state against ``state_type``'s fields, each (B, H); None stays
-    None. A one-field state is the Variable itself (or a 1-tuple of it)."""
+    """Check a recurrent state against ``state_type``'s fields, each (B, H) (or (B, width)
+    for ``units`` a tuple of each field's width: an LSTM with ``proj_size`` P has c (B, H)
+    and h (B, P)); None stays None. A one-field state is the Variable itself (or a 1-tuple
+    of it)."""
     if value is None:
         return None
     fields = state_type._fields
+    widths = tuple(units) if isinstance(units, tuple) else (units,) * len(fields)
+    legends = ['(B, units)' if w == widths[0] else '(B, proj_size)' for w in widths]
     if len(fields) == 1:  # GRU, SimpleRNN: the one Variable h0
         if isinstance(value, (tuple, list)) and len(value) == 1:
             value = value[0]
         variable(value, arg)
-        return state_type(shape(value, '%s (%s0)' % (arg, fields[0]), (batch, units),
-                                '(B, units)'))
+        return state_type(shape(value, '%s (%s0)' % (arg, fields[0]), (batch, widths[0]),
+                                legends[0]))
     names = ', '.join(f + '0' for f in fields)
     if not isinstance(value, (tuple, list)):
         raise TypeError("`%s` must be a tuple (%s) of Variables (B, H); received %s"
@@ -182,8 +186,24 @@ def state(value, state_type, batch, units, arg='initial_state'):
         raise ValueError("`%s` must hold %d Variables (%s); received %d"
                          % (arg, len(fields), names, len(value)))
     return state_type(*[
-        shape(v, '%s[%d] (%s0)' % (arg, k, f), (batch, units), '(B, units)')
-        for k, (f, v) in enumerate(zip(fields, value))])
+        shape(v, '%s[%d] (%s0)' % (arg, k, f), (batch, w), legend)
+        for k, (f, v, w, legend) in enumerate(zip(fields, value, widths, legends))])
+
+
+def projection(value, units):
+    """``proj_size`` (PyTorch's LSTMP): None or 0 for none, else an int P with
+    0 < P < H = ``units``, as PyTorch requires ("proj_size has to be smaller than
+    hidden_size"). Returns None or P."""
+    if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                         and value == 0):
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError("`proj_size` must be None or an int; received %s %r"
+                        % (type(value).__name__, value))
+    if not 0 < value < units:
+        raise ValueError("`proj_size` must satisfy 0 < P < H = units = %d (PyTorch's rule); "
+                         "received %r" % (units, value))
+    return int(value)
 
 
 def lengths(value, batch, steps):

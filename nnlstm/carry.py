@@ -34,12 +34,12 @@ class Carry:
     def __init__(self):
         self._slots = []  # [scope, initial state, final state or None]
 
-    def _initial(self, scope, state_type, batch, units):
+    def _initial(self, scope, state_type, batch, sizes):
         """The zero-filled initial state of the layer whose parameter scope is ``scope``
-        (the dict NNabla keeps for it); a layer seen before keeps its slot, and its values
-        when the shape is the same."""
-        state = state_type(*[nn.Variable.from_numpy_array(np.zeros((batch, units), np.float32))
-                             for _ in state_type._fields])
+        (the dict NNabla keeps for it), field k (B, ``sizes[k]``); a layer seen before keeps
+        its slot, and its values when the shape is the same."""
+        state = state_type(*[nn.Variable.from_numpy_array(np.zeros((batch, w), np.float32))
+                             for w in sizes])
         for slot in self._slots:
             if slot[0] is scope:
                 old = slot[1]

@@ -130,6 +130,9 @@ class Core:
                 _checks.flag(options[option], option)
         self.input_size = _checks.positive_int(input_size, 'input_size')
         self.units = _checks.positive_int(units, 'units')
+        self.sizes = kind.dims(self.input_size, self.units, **options)  # D, H, P
+        self.state_sizes = kind.state_sizes(self.units, **options)
+        self.output_size = self.state_sizes[-1]  # the width of h and the output: P
         self.state_type = kind.state
         self.mul = product(differentiable)
         self.view = differentiable  # see blocks()
@@ -154,7 +157,7 @@ class Core:
         ``[x; h]`` of the two), ``bias`` (``bias_initializer``, zeros; the forget gate's
         block 1 with ``unit_forget_bias``). Initial values are drawn only for parameters
         that do not exist yet."""
-        dims = dict(D=self.input_size, H=self.units)
+        dims = self.sizes
         wholes, offsets, params = {}, {}, []
         for spec in self.kind.params:
             if not spec.exists(self.options):
@@ -167,7 +170,8 @@ class Core:
                 offsets[spec.whole] = start + shape[1]
                 init = functools.partial(self.cut, wholes, spec, start,
                                          _checks.shape_of(spec.whole, **dims))
-            params.append(parameter(spec.name, shape, spec.legend, init,
+            legend = spec.legend if dims['P'] != dims['H'] else spec.legend.replace('P', 'H')
+            params.append(parameter(spec.name, shape, legend, init,
                                     self.options['fix_parameters']))
         return tuple(params)
 
@@ -212,16 +216,17 @@ class Core:
             dropped.append(w)
         return tuple(dropped)
 
-    def zoneout_masks(self, shape):
-        """Zoneout masks of ``shape`` ((B, H) for one step, (T, B, H) for T steps), one per
-        state tensor: 1 where a unit takes its new value (probability 1 - z), 0 where it
+    def zoneout_masks(self, batch, steps=None):
+        """Zoneout masks, one per state tensor, (B, width) for one step or (T, B, width)
+        for ``steps`` T: 1 where a unit takes its new value (probability 1 - z), 0 where it
         keeps its previous one, drawn per step, per unit and per sample, as Krueger et al.
         and their TensorFlow ``ZoneoutWrapper`` do. None outside training, and for a tensor
         whose rate is 0."""
         if not self.training:
             return None
-        return tuple(F.greater_equal_scalar(F.rand(shape=shape), z) if z else None
-                     for z in self.zoneout)
+        lead = (batch,) if steps is None else (steps, batch)
+        return tuple(F.greater_equal_scalar(F.rand(shape=lead + (w,)), z) if z else None
+                     for z, w in zip(self.zoneout, self.state_sizes))
 
     def zone(self, old, y, new, masks=None):
         r"""Zoneout (Krueger et al. 2017, arXiv:1606.01305) of one step: each state tensor
@@ -256,11 +261,12 @@ class Core:
         return h if mask is None else self.mul(h, mask)
 
     def zero_state(self, x):
-        """Zeros (B, H) for every state tensor, computed from ``x`` (B, D) by padding and
-        slicing its feature axis, so no state Variable enters the graph."""
+        """Zeros (B, H) (or (B, P)) for every state tensor, computed from ``x`` (B, D) by
+        padding and slicing its feature axis, so no state Variable enters the graph."""
         d = x.shape[1]
-        zeros = F.slice(F.pad(x, (0, self.units)), (d,), (d + self.units,), (1,))
-        return self.state_type(*[zeros] * len(self.state_type._fields))
+        padded = F.pad(x, (0, max(self.state_sizes)))
+        zeros = {w: F.slice(padded, (d,), (d + w,), (1,)) for w in set(self.state_sizes)}
+        return self.state_type(*[zeros[w] for w in self.state_sizes])
 
 
 class LSTMCore(Core):
@@ -268,25 +274,38 @@ class LSTMCore(Core):
 
     .. math::
         a_t &= \mathrm{act}(W_a [x_t, h_{t-1}] + b_a) \\
-        i_t &= \mathrm{ract}(W_i [x_t, h_{t-1}] + b_i) \\
-        f_t &= \mathrm{ract}(W_f [x_t, h_{t-1}] + b_f) \\
-        o_t &= \mathrm{ract}(W_o [x_t, h_{t-1}] + b_o) \\
+        i_t &= \mathrm{ract}(W_i [x_t, h_{t-1}] + b_i + w_{ci} \odot c_{t-1}) \\
+        f_t &= \mathrm{ract}(W_f [x_t, h_{t-1}] + b_f + w_{cf} \odot c_{t-1}) \\
         c_t &= f_t \odot c_{t-1} + i_t \odot a_t \\
-        h_t &= o_t \odot \mathrm{act}(c_t)
+        o_t &= \mathrm{ract}(W_o [x_t, h_{t-1}] + b_o + w_{co} \odot c_t) \\
+        h_t &= W_{hr} (o_t \odot \mathrm{act}(c_t))
 
     with act = tanh and ract = sigmoid by default. ``W``'s column blocks are a, i, f, o (the
-    seed's names and layout, so its parameter files load unchanged).
+    seed's names and layout, so its parameter files load unchanged). The peephole terms
+    (Gers and Schmidhuber 2000; TensorFlow's ``LSTMCell(use_peepholes=True)``: diagonal
+    weights, the output gate reading the new cell) exist only with ``use_peepholes=True``;
+    the projection :math:`W_{hr}` (H, P) only with ``proj_size`` P (PyTorch's LSTMP, Sak et
+    al. 2014: ``h_t = W_hr(o_t * tanh(c_t))``), which makes h and the output (B, P) and the
+    recurrent rows of ``W`` P; without them the terms drop out.
     """
 
     def __call__(self, x, state, h_mask=None):
-        """One step: ``x`` (B, D), ``state`` an :class:`LSTMState`, ``h_mask`` an optional
-        (B, H) recurrent-dropout mask. Returns ``(h_t, LSTMState(c_t, h_t))``."""
-        w, b = self.params
+        """One step: ``x`` (B, D), ``state`` an :class:`LSTMState` (c (B, H), h (B, P)),
+        ``h_mask`` an optional (B, P) recurrent-dropout mask. Returns
+        ``(h_t, LSTMState(c_t, h_t))``."""
+        w, b, w_ci, w_cf, w_co, w_hr = self.params
         z = F.affine(F.concatenate(x, self.masked(state.h, h_mask), axis=1), w, b)
         a, i, f, o = blocks(z, 4, self.units, self.view)
         mul = self.mul
+        if w_ci is not None:  # peepholes: diagonal, so a broadcast product per gate
+            i, f = (F.add2(g, F.mul2(state.c, F.reshape(p, (1, self.units))))
+                    for g, p in ((i, w_ci), (f, w_cf)))
         c = F.add2(mul(self.ract(f), state.c), mul(self.ract(i), self.act(a)))
+        if w_co is not None:
+            o = F.add2(o, F.mul2(c, F.reshape(w_co, (1, self.units))))
         h = mul(self.ract(o), self.act(c))
+        if w_hr is not None:
+            h = F.affine(h, w_hr)
         return h, LSTMState(c, h)
 
 
@@ -350,15 +369,15 @@ def _step(core_type, function, x, states, name, training, options):
     _checks.nonempty(x, 'x', '(B, D)')
     fields = core_type.kind.state._fields
     units = _checks.nonempty(states[0], fields[0], '(B, H)').shape[1]
-    for field, value in zip(fields, states):
-        _checks.shape(value, field, (x.shape[0], units), '(B, H)')
+    for field, value, width in zip(fields, states, core_type.kind.state_sizes(units, **options)):
+        _checks.shape(value, field, (x.shape[0], width), '(B, H)' if width == units else '(B, P)')
     _checks.name(name, optional=True)
     with process.BUILD_LOCK, nn.parameter_scope(name) if name else contextlib.nullcontext():
         core = core_type(x.shape[1], units, differentiable=differentiable(x, *states),
                          training=training, **options)
         state = core.state_type(*states)
         y, new = core(x, state)
-        return core.zone(state, y, new, core.zoneout_masks((x.shape[0], units)))[1]
+        return core.zone(state, y, new, core.zoneout_masks(x.shape[0]))[1]
 
 
 def LSTMCell(x, c, h, name=None, training=None, **options):

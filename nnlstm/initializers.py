@@ -40,7 +40,7 @@ def _variance_scaling(scale, mode, distribution):
 
 def glorot_uniform(shape, rng):
     """Keras' default kernel initializer: U(-l, l), l = sqrt(6 / (fan_in + fan_out))."""
-    limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+    limit = np.sqrt(6.0 / sum(_fans(shape)))
     return rng.uniform(-limit, limit, shape)
 
 

@@ -1,6 +1,7 @@
 """One record per cell kind: everything nnlstm knows about LSTM, GRU and SimpleRNN cells.
 
-Shape legend: B batch size, T time steps, D input features, H units.
+Shape legend: B batch size, T time steps, D input features, H units, P an LSTM's
+projection size (``proj_size``; H without one).
 
 Layers, wrappers, step networks, weight interop and the docstrings read these records; no
 other table maps cell kinds. Adding a kind (or a variant of one) means adding a record here,
@@ -17,26 +18,33 @@ from ._checks import rank_of, shape_of
 from .cells import (GRUCell, GRUCore, HiddenState, LSTMCell, LSTMCore, LSTMState,
                     SimpleRNNCell, SimpleRNNCore)
 
-__all__ = ['CellKind', 'KINDS', 'ParamSpec', 'kind_of', 'parameter_doc', 'rank_of',
-           'shape_of']
+__all__ = ['CellKind', 'KINDS', 'ParamSpec', 'VARIANTS', 'When', 'kind_of', 'parameter_doc',
+           'rank_of', 'shape_of']
 
 
 class When:
-    """A condition on a layer's options, e.g. ``When(use_bias=True)``; callable on an options
-    dict (missing options read as their defaults, True for these flags), printable for the
-    docstrings, and combined with ``&``."""
+    """A condition on a layer's options, e.g. ``When(use_bias=True)``, or
+    ``When(given=('proj_size',))`` for an option that is neither None nor 0; callable on an options
+    dict (missing flags read as True), printable for the docstrings, and combined with
+    ``&``."""
 
-    def __init__(self, **flags):
-        self.flags = flags
+    def __init__(self, given=(), **flags):
+        self.given, self.flags = tuple(given), flags
 
     def __call__(self, options):
-        return all(bool(options.get(k, True)) == v for k, v in self.flags.items())
+        return (all(bool(options.get(k, True)) == v for k, v in self.flags.items())
+                and all(options.get(k) not in (None, 0) for k in self.given))
 
     def __and__(self, other):
-        return When(**dict(self.flags, **other.flags))
+        return When(self.given + other.given, **dict(self.flags, **other.flags))
 
     def __str__(self):
-        return ', '.join('%s=%s' % kv for kv in self.flags.items())
+        return ', '.join(['%s=%s' % kv for kv in self.flags.items()]
+                         + ['a %s' % k for k in self.given])
+
+    def options(self):
+        """The options this condition reads."""
+        return set(self.flags) | set(self.given)
 
 
 class ParamSpec(NamedTuple):
@@ -53,11 +61,17 @@ class ParamSpec(NamedTuple):
     name: str
     legend: str
     role: str
-    when: Optional[Callable[[dict], bool]] = None
+    when: Optional[When] = None
     whole: Optional[str] = None
 
     def exists(self, options):
         return self.when is None or bool(self.when(options))
+
+    def variant(self):
+        """The :data:`VARIANTS` option this parameter belongs to, or None (a parameter of
+        the plain cell)."""
+        return next((o for o in sorted(self.when.options()) if o in VARIANTS), None) \
+            if self.when is not None else None
 
 
 #: Options every kind's core accepts, with their defaults (Keras' names).
@@ -72,6 +86,16 @@ COMMON_OPTIONS = {
     'rng': None,
     'fix_parameters': False,
 }
+
+#: The variants of issue 13 that add parameters, option -> what it is: options the weight
+#: converters of :mod:`nnlstm.interop` map only where they say so, and refuse by name.
+VARIANTS = {
+    'proj_size': "LSTMP's projection of h (PyTorch's proj_size)",
+    'use_peepholes': 'peephole connections',
+}
+
+#: The LSTM variants' options (issue 13), with their defaults: the plain cell.
+LSTM_VARIANTS = {'proj_size': None, 'use_peepholes': False}
 
 #: What each role's default initializer is, for the docstrings.
 ROLE_DOC = {'kernel': 'Glorot uniform', 'recurrent': 'orthogonal',
@@ -88,14 +112,27 @@ class CellKind(NamedTuple):
     state: type               # the state NamedTuple type
     params: Tuple[ParamSpec, ...]
     options: dict             # cell option -> default
+    states: Tuple[str, ...]   # legend of each state field, e.g. ('(B, H)', '(B, P)')
     fused: Optional[str] = None  # NNabla's function running the whole layer ('lstm': F.lstm)
+
+    def dims(self, input_size, units, **options):
+        """The legend's letters for ``input_size`` D, ``units`` H and ``options``: D, H and
+        P (``proj_size``, checked; H without one)."""
+        projection = _checks.projection(dict(self.options, **options).get('proj_size'), units)
+        return dict(D=input_size, H=units, P=units if projection is None else projection)
 
     def parameters(self, input_size, units, **options):
         """``{name: shape}`` of the parameters a layer of this kind creates for
         ``input_size`` D and ``units`` H with ``options``."""
+        dims = self.dims(input_size, units, **options)
         options = dict(self.options, **options)
-        return {p.name: shape_of(p.legend, D=input_size, H=units)
-                for p in self.params if p.exists(options)}
+        return {p.name: shape_of(p.legend, **dims) for p in self.params if p.exists(options)}
+
+    def state_sizes(self, units, **options):
+        """The width of each state field for ``units`` H and ``options`` (``(H, P)`` for an
+        LSTM: c is (B, H), h is (B, P)), as a tuple in the state's field order."""
+        dims = dict(self.dims(1, units, **options), B=1)
+        return tuple(shape_of(legend, **dims)[1] for legend in self.states)
 
     def check_options(self, function, given):
         """Refuse the options of ``given`` this kind's cell does not take, naming
@@ -104,14 +141,20 @@ class CellKind(NamedTuple):
 
 
 _BIAS = When(use_bias=True)
+_PEEP = When(use_peepholes=True)
 
 KINDS = {
     'lstm': CellKind(
         'lstm', 'LSTM', LSTMCore, LSTMCell, LSTMState,
-        (ParamSpec('WaWiWfWo/affine/W', '(D + H, 4H)', 'kernel+recurrent'),
-         ParamSpec('WaWiWfWo/affine/b', '(4H,)', 'bias', _BIAS)),
-        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', unit_forget_bias=True),
-        fused='lstm'),
+        (ParamSpec('WaWiWfWo/affine/W', '(D + P, 4H)', 'kernel+recurrent'),
+         ParamSpec('WaWiWfWo/affine/b', '(4H,)', 'bias', _BIAS),
+         ParamSpec('peephole/w_ci', '(H,)', 'kernel', _PEEP),
+         ParamSpec('peephole/w_cf', '(H,)', 'kernel', _PEEP),
+         ParamSpec('peephole/w_co', '(H,)', 'kernel', _PEEP),
+         ParamSpec('Whr/affine/W', '(H, P)', 'kernel', When(given=('proj_size',)))),
+        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', unit_forget_bias=True,
+             **LSTM_VARIANTS),
+        ('(B, H)', '(B, P)'), fused='lstm'),
     'gru': CellKind(
         'gru', 'GRU', GRUCore, GRUCell, HiddenState,
         (ParamSpec('WzWrWn/affine/W', '(D, 3H)', 'kernel'),
@@ -122,12 +165,13 @@ KINDS = {
                    '(H, 3H)'),
          ParamSpec('Un/affine/W', '(H, H)', 'recurrent', When(reset_after=False),
                    '(H, 3H)')),
-        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', reset_after=True)),
+        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', reset_after=True),
+        ('(B, H)',)),
     'rnn': CellKind(
         'rnn', 'SimpleRNN', SimpleRNNCore, SimpleRNNCell, HiddenState,
         (ParamSpec('Wh/affine/W', '(D + H, H)', 'kernel+recurrent'),
          ParamSpec('Wh/affine/b', '(H,)', 'bias', _BIAS)),
-        dict(COMMON_OPTIONS)),
+        dict(COMMON_OPTIONS), ('(B, H)',)),
 }
 
 

@@ -13,7 +13,7 @@ import nnabla.parameter
 from . import _checks, gates, mc
 from .carry import Carry
 from .cells import LSTMState, differentiable
-from .kinds import KINDS, owners, parameter_doc
+from .kinds import KINDS, VARIANTS, owners, parameter_doc
 from .process import BUILD_LOCK
 from .unroll import stack_time, unroll
 
@@ -66,11 +66,12 @@ def prepare(kind, inputs, units, initial_state, name, time_major=False, lengths=
                             % type(stateful).__name__)
         if initial_state is not None:
             raise ValueError("give `initial_state` or `stateful`, not both")
-    state = _checks.state(initial_state, kind.state, batch, units)
+    sizes = kind.state_sizes(units, **(cell_options or {}))
+    state = _checks.state(initial_state, kind.state, batch, sizes)
     with scope(name):
         if stateful is not None:
             state = stateful._initial(nnabla.parameter.get_current_parameter_scope(),
-                                      kind.state, batch, units)
+                                      kind.state, batch, sizes)
         core = kind.core(dim, units, differentiable=differentiable(inputs, *(state or ())),
                          training=training, **(cell_options or {}))
     return core, state, lengths
@@ -135,6 +136,8 @@ def fusion_blockers(kind, go_backwards, time_major, lengths, options):
         ('`activation`=%r' % (activation,), activation != 'tanh'),
         ('`recurrent_activation`=%r' % (recurrent_activation,),
          recurrent_activation != 'sigmoid')) if unfusable]
+    blockers += ['`%s`=%r' % (o, options[o]) for o in VARIANTS
+                 if options.get(o) not in (None, False, 0)]
     return blockers
 
 
@@ -166,7 +169,7 @@ def fused_lstm(kind, inputs, units, initial_state, name, stateful=None, cell_opt
     core, state, _ = prepare(kind, inputs, units, initial_state, name, stateful=stateful,
                              cell_options=cell_options)
     batch, dim, units = inputs.shape[0], core.input_size, core.units
-    w, b = core.params
+    w, b = core.params[:2]  # the variants' parameters are blockers
 
     def to_fused(v, axis):  # gate blocks from nnlstm's order to F.lstm's, along ``axis``
         blocks = F.split(v, axis=axis)

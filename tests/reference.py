@@ -14,22 +14,29 @@ ACT = {'tanh': np.tanh, 'sigmoid': lambda v: 1 / (1 + np.exp(-v)),
        'relu': lambda v: np.maximum(v, 0), 'linear': lambda v: v}
 
 
-def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid'):
-    """x (B, T, D); w (D + H, 4H) and b (4H,) in the seed's a, i, f, o blocks.
-    Returns ys (B, T, H) aligned with the input steps, c_T, h_T."""
+def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid',
+         peepholes=None, whr=None):
+    """x (B, T, D); w (D + P, 4H) and b (4H,) in the seed's a, i, f, o blocks; ``peepholes``
+    (w_ci, w_cf, w_co) each (H,): i and f read c_{t-1}, o reads c_t (Gers and Schmidhuber;
+    TensorFlow's LSTMCell); ``whr`` (H, P): h_t = (o_t * act(c_t)) @ whr (PyTorch's LSTMP).
+    Returns ys (B, T, P) aligned with the input steps, c_T (B, H), h_T (B, P)."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     batch, steps, _ = x.shape
     units = w.shape[1] // 4
+    size = units if whr is None else whr.shape[1]
     b = np.zeros(4 * units) if b is None else np.asarray(b, np.float64)
     c = np.zeros((batch, units)) if c0 is None else np.asarray(c0, np.float64)
-    h = np.zeros((batch, units)) if h0 is None else np.asarray(h0, np.float64)
+    h = np.zeros((batch, size)) if h0 is None else np.asarray(h0, np.float64)
+    w_ci, w_cf, w_co = np.zeros((3, units)) if peepholes is None else peepholes
     act, ract = ACT[act], ACT[ract]
-    ys = np.zeros((batch, steps, units))
+    ys = np.zeros((batch, steps, size))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
         z = np.concatenate([x[:, t], h], axis=1) @ w + b
         a, i, f, o = np.split(z, 4, axis=1)
-        c = ract(f) * c + ract(i) * act(a)
-        h = ract(o) * act(c)
+        c = ract(f + w_cf * c) * c + ract(i + w_ci * c) * act(a)
+        h = ract(o + w_co * c) * act(c)
+        if whr is not None:
+            h = h @ whr
         ys[:, t] = h
     return ys, c, h
 

@@ -50,7 +50,7 @@ CALLS = {
 
 @pytest.mark.parametrize('function,option,hint', [
     ('LSTM', 'return_sequence', "; did you mean 'return_sequences'?"),
-    ('LSTM', 'peephole', " ("),
+    ('LSTM', 'peephole', "; did you mean 'use_peepholes'? ("),
     ('LSTM', 'reset_after', ": it is an option of GRU, not of LSTM()"),
     ('GRU', 'unit_forget_bias', ": it is an option of LSTM, not of GRU()"),
     ('GRU', 'resetafter', "; did you mean 'reset_after'?"),
@@ -59,7 +59,7 @@ CALLS = {
     ('Bidirectional', 'fused', ": it is an option of LSTM, GRU, SimpleRNN, not of "
                                "Bidirectional()"),
     ('Bidirectional', 'merge', "; did you mean 'merge_mode'?"),
-    ('Stacked', 'peephole', " ("),
+    ('Stacked', 'peephole', "; did you mean 'use_peepholes'? ("),
     ('Stacked', 'reset_after', ": it is an option of GRU, not of Stacked()"),
     ('Stacked', 'num_layer', "; did you mean 'num_layers'?"),
     ('Stacked(Bidirectional)', 'fused', ": it is an option of LSTM, GRU, SimpleRNN"),

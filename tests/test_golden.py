@@ -26,7 +26,8 @@ KERAS = ['keras_bi_ave_last', 'keras_bi_concat', 'keras_bi_mul_gru', 'keras_bi_s
 MODELS = ['keras_model', 'torch_model_bigru', 'torch_model_lstm2']
 TORCH = ['torch_gru_basic', 'torch_gru_state', 'torch_lstm_basic', 'torch_lstm_bi',
          'torch_lstm_bi_packed', 'torch_lstm_long', 'torch_lstm_packed', 'torch_lstm_stack2',
-         'torch_lstm_state', 'torch_rnn_basic']
+         'torch_lstm_state', 'torch_lstmp_basic', 'torch_lstmp_bi', 'torch_lstmp_packed',
+         'torch_lstmp_stack2', 'torch_lstmp_state', 'torch_rnn_basic']
 ATOL = 1e-5
 #: Gradients: float32 rounding in the golden data grows with the gradient's size (bias
 #: gradients near 20 over torch_lstm_long's 120 steps), hence a relative part too.
@@ -211,6 +212,8 @@ def build_torch(meta, a):
         if cell != 'lstm' and dirs == 1:
             states = [s[0] for s in states]
     kwargs = dict(return_sequences=True, return_state=True, lengths=a.get('lengths'))
+    if meta.get('proj_size'):  # nn.LSTM(proj_size=P)
+        kwargs['proj_size'] = meta['proj_size']
     if num_layers > 1:
         y, finals = nnlstm.Stacked(layer_fn, x, units, num_layers=num_layers, name='t',
                                    initial_state=states, **kwargs)

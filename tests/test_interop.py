@@ -412,7 +412,11 @@ ERRORS = [
      r"`state_dict` must hold both 'bias_ih_l0' and 'bias_hh_l0' or neither; received only "
      r"'bias_ih_l0'"),
     (lambda: interop.load_torch(dict(torch_sd(), weight_hr_l0=np.zeros((H, 2))), 'l'),
-     ValueError, r"`state_dict` has 'weight_hr_l0': an nn.LSTM with proj_size"),
+     ValueError, r"`state_dict\['weight_hr_l0'\]` has shape \(4, 2\); expected \(P, H\) with "
+                 r"H = 4"),
+    (lambda: interop.load_torch(dict(torch_sd(), weight_hr_l0=np.zeros((2, H))), 'l',
+                                cell='rnn'), ValueError,
+     r"`state_dict` has 'weight_hr_l0', a projection, which only an LSTM has"),
     (lambda: interop.load_torch(torch_sd(), ''), TypeError,
      r"`name` must be a non-empty str; received ''"),
     (lambda: interop.save_torch('nothing'), ValueError,

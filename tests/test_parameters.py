@@ -46,6 +46,10 @@ CASES = {
                                                                num_layers=3, name='m'),
     'Stacked Bidirectional GRU': lambda x: nnlstm.Stacked(
         functools.partial(nnlstm.Bidirectional, nnlstm.GRU), x, H, name='m'),
+    'LSTM proj_size=2': lambda x: nnlstm.LSTM(x, H, name='m', proj_size=2),
+    'LSTM use_peepholes=True': lambda x: nnlstm.LSTM(x, H, name='m', use_peepholes=True),
+    'Stacked Bidirectional LSTM proj_size=2': lambda x: nnlstm.Stacked(
+        functools.partial(nnlstm.Bidirectional, nnlstm.LSTM), x, H, name='m', proj_size=2),
 }
 
 #: layer case -> (kind, options) for the kinds' own tables
@@ -56,6 +60,8 @@ TABLES = {
     'GRU reset_after=False use_bias=False': ('gru', {'reset_after': False, 'use_bias': False}),
     'SimpleRNN': ('rnn', {}), 'SimpleRNN use_bias=False': ('rnn', {'use_bias': False}),
     'LSTMCell': ('lstm', {}), 'GRUCell': ('gru', {}), 'SimpleRNNCell': ('rnn', {}),
+    'LSTM proj_size=2': ('lstm', {'proj_size': 2}),
+    'LSTM use_peepholes=True': ('lstm', {'use_peepholes': True}),
 }
 
 

@@ -59,7 +59,7 @@ def step_network(layer, input_size, units, name, batch_size=1, **options):
                          "give the options the layer was built with (e.g. `use_bias`, "
                          "`reset_after`)" % (layer.__name__, name, unused))
     x = nn.Variable((batch_size, input_size))
-    states = [nn.Variable((batch_size, units)) for _ in fields]
+    states = [nn.Variable((batch_size, w)) for w in kind.state_sizes(units, **options)]
     with nn.no_grad():
         new = cell(x, *states, name=name, **options)
     new = new if isinstance(new, tuple) else (new,)

@@ -23,7 +23,7 @@ import nnabla as nn
 from nnabla.parameter import get_parameter, pop_parameter, set_parameter
 
 from nnlstm import _checks, gates
-from nnlstm.kinds import KINDS, rank_of, shape_of
+from nnlstm.kinds import KINDS, VARIANTS, rank_of, shape_of
 
 
 # ---------------------------------------------------------------- the cell kinds' records
@@ -45,14 +45,22 @@ def gate_count(cell):
 PARAMETERS = {cell: tuple(p.name for p in k.params) for cell, k in KINDS.items()}
 
 
-def shapes(cell, d, h):
-    """Every parameter ``cell``'s core may create for input size ``d`` and ``h`` units:
-    name -> (shape, legend), from the kind's record."""
-    return {p.name: (shape_of(p.legend, D=d, H=h), p.legend) for p in kind(cell).params}
+def shapes(cell, d, h, p=None):
+    """Every parameter ``cell``'s core may create for input size ``d``, ``h`` units and
+    projection size ``p`` (None: H): name -> (shape, legend), from the kind's record."""
+    return {s.name: (shape_of(s.legend, D=d, H=h, P=h if p is None else p), s.legend)
+            for s in kind(cell).params}
+
+
+#: The LSTM projection's parameter (PyTorch's ``weight_hr_l{k}``, transposed).
+PROJECTION = next(p.name for p in KINDS['lstm'].params if p.variant() == 'proj_size')
 
 
 def _bool_options(cell):
-    return [o for o, v in kind(cell).options.items() if isinstance(v, bool)]
+    """The bool weight options of ``cell`` but the variants (which converters map only
+    where they say so)."""
+    return [o for o, v in kind(cell).options.items()
+            if isinstance(v, bool) and o not in VARIANTS]
 
 
 def weight_options(cell):
@@ -69,12 +77,15 @@ def variants(cell):
     k, options = kind(cell), weight_options(cell)
     for values in itertools.product([True, False], repeat=len(options)):
         chosen = dict(zip(options, values))
-        yield chosen, tuple(p.name for p in k.params if p.exists(dict(k.options, **chosen)))
+        yield chosen, tuple(p.name for p in k.params
+                            if p.variant() is None and p.exists(dict(k.options, **chosen)))
 
 
 def condition(cell, spec):
     """When ``spec`` (a ParamSpec of ``cell``) exists, in words: '' (always),
     'use_bias=True', 'reset_after=False', 'reset_after=True and use_bias=True'."""
+    if spec.variant() is not None:
+        return str(spec.when)
     found = [o for o, names in variants(cell) if spec.name in names]
     every = list(variants(cell))
     if len(found) == len(every):
@@ -181,37 +192,53 @@ def gh(g):
     return '%dH' % g if g > 1 else 'H'
 
 
-def checked(params, cell):
+def checked(params, cell, variants=()):
     """nnlstm arrays ``params`` of one ``cell`` layer (arrays or ``nn.Variable``), checked
-    against each other; returns ``(arrays, D, H)``."""
+    against each other; returns ``(arrays, D, H)``. A parameter of a variant (issue 13's
+    ``proj_size``, ``use_peepholes``) not named in ``variants`` is a ValueError naming it:
+    the converter has no mapping for it."""
     params = mapping(params, 'params')
     unknown = sorted(set(params) - set(PARAMETERS[cell]))
     if unknown:
         raise ValueError("`params` has %s, not %s parameters (%s)"
                          % (', '.join(map(repr, unknown)), cell, ', '.join(PARAMETERS[cell])))
+    specs = {spec.name: spec for spec in kind(cell).params}
+    for key in sorted(params):
+        if specs[key].variant() not in (None,) + tuple(variants):
+            raise ValueError("`params` has %r, a parameter of the %s variant (%s), which this "
+                             "converter does not map" % (key, specs[key].variant(),
+                                                         VARIANTS[specs[key].variant()]))
     kernel = layout(cell).kernel
     legend = shapes(cell, 1, 1)[kernel][1]
-    # the kernel's legend is (a D + b H, c H): H from its columns, then D from its rows
-    (b, c), (a, _) = shape_of(legend, D=0, H=1), shape_of(legend, D=1, H=0)
+    # the kernel's legend is (a D + b P, c H) (P = H but for a projection): H from its
+    # columns, then D from its rows
+    (b, c), (a, _) = shape_of(legend, D=0, H=1, P=1), shape_of(legend, D=1, H=0, P=0)
     w = array(pick(params, kernel, 'params'), 'params[%r]' % kernel, legend)
     h = w.shape[1] // c
-    d = (w.shape[0] - b * h) // a
+    p = None
+    if PROJECTION in params:
+        p = array(params[PROJECTION], 'params[%r]' % PROJECTION, '(H, P)').shape[1]
+    d = (w.shape[0] - b * (h if p is None else p)) // a
     if w.shape[1] % c or h < 1 or d < 1:
         raise ValueError("`params[%r]` has shape %s; expected %s with D, H >= 1"
                          % (kernel, w.shape, legend))
     arrays = {}
     for key, value in params.items():
-        shape, legend = shapes(cell, d, h)[key]
+        shape, legend = shapes(cell, d, h, p)[key]
         arrays[key] = expect(array(value, 'params[%r]' % key, legend), 'params[%r]' % key,
-                             shape, '%s with D = %d, H = %d' % (legend, d, h))
+                             shape, '%s with D = %d, H = %d%s'
+                             % (legend, d, h, '' if p is None else ', P = %d' % p))
     return arrays, d, h
 
 
-def split(cell, params):
+def split(cell, params, variants=()):
     """nnlstm arrays ``params`` of one layer as ``(options, kernel (D, GH), recurrent
     (H, GH), bias (GH,) or None, recurrent bias (GH,) or None)``, gate blocks in nnlstm's
-    order; ``options`` the weight options the parameters were built with."""
-    arrays, d, _ = checked(params, cell)
+    order; ``options`` the weight options the parameters were built with. The parameters
+    of the ``variants`` a converter maps itself (``'proj_size'``: the recurrent rows are
+    then P) are checked and left out."""
+    arrays, d, _ = checked(params, cell, variants)
+    arrays = {k: v for k, v in arrays.items() if k in PARAMETERS[cell] and k != PROJECTION}
     options = variant_of(cell, arrays)
     lay = layout(cell, **options)
     if lay.fused:

@@ -9,9 +9,9 @@ blocks (4 for LSTM, 3 for GRU, 1 for RNN). PyTorch stacks the gate blocks along 
 import numpy as np
 
 from nnlstm import gates
-from nnlstm.interop.store import (about, array, both_or_neither, expect, gate_count, gh, join,
-                                  layer_index, mapping, opened, path_of, pick, read, split,
-                                  write, write_affine, write_atomic)
+from nnlstm.interop.store import (PROJECTION, about, array, both_or_neither, expect,
+                                  gate_count, gh, join, layer_index, mapping, opened, path_of,
+                                  pick, read, split, write, write_affine, write_atomic)
 
 
 def torch_keys(layer, reverse):
@@ -103,10 +103,10 @@ def _from_torch(state_dict, cell, layer, reverse, prefix):
     g = gate_count(cell)
     name = 'state_dict'
     k_ih, k_hh, k_bih, k_bhh = torch_keys(layer, reverse)
-    proj = k_hh.replace('weight_hh', 'weight_hr')
-    if proj in state_dict:
-        raise ValueError("`state_dict` has %r: an nn.LSTM with proj_size has no nnlstm "
-                         "equivalent" % proj)
+    k_hr = k_hh.replace('weight_hh', 'weight_hr')
+    if k_hr in state_dict and cell != 'lstm':
+        raise ValueError("`state_dict` has %r, a projection, which only an LSTM has (cell=%r)"
+                         % (k_hr, cell))
     modules = [p for p in prefixes(state_dict) if p + k_hh in state_dict]
     if k_hh not in state_dict and not prefix and modules:
         raise ValueError("`%s` has no %r, but %s: pass the module's prefix, prefix=%r"
@@ -114,8 +114,16 @@ def _from_torch(state_dict, cell, layer, reverse, prefix):
                             modules[0]))
     arg = name + '[%r]'
     whh = array(pick(state_dict, k_hh, name), arg % k_hh, '(%s, H)' % gh(g))
-    h = whh.shape[1]
-    expect(whh, arg % k_hh, (g * h, h), '(%s, H) with H = %d' % (gh(g), h))
+    h = whh.shape[0] // g
+    whr = None
+    if k_hr in state_dict:  # nn.LSTM(proj_size=P): weight_hh (4H, P), weight_hr (P, H)
+        whr = array(state_dict[k_hr], arg % k_hr, '(P, H)')
+        expect(whr, arg % k_hr, (whr.shape[0], h), '(P, H) with H = %d' % h)
+        expect(whh, arg % k_hh, (g * h, whr.shape[0]), '(4H, P) with H = %d, P = %d'
+               % (h, whr.shape[0]))
+    else:
+        h = whh.shape[1]
+        expect(whh, arg % k_hh, (g * h, h), '(%s, H) with H = %d' % (gh(g), h))
     wih = array(pick(state_dict, k_ih, name), arg % k_ih, '(%s, D)' % gh(g))
     expect(wih, arg % k_ih, (g * h, wih.shape[1]), '(%s, D) with H = %d' % (gh(g), h))
     bih = bhh = None
@@ -130,7 +138,10 @@ def _from_torch(state_dict, cell, layer, reverse, prefix):
     options = {'use_bias': bih is not None}
     if cell == 'gru':
         options['reset_after'] = True
-    return join(cell, options, ours(wih), ours(whh), ours(bih), ours(bhh))
+    arrays = join(cell, options, ours(wih), ours(whh), ours(bih), ours(bhh))
+    if whr is not None:
+        arrays[PROJECTION] = np.ascontiguousarray(whr.T)
+    return arrays
 
 
 def to_torch(params, cell='lstm', layer=0, reverse=False):
@@ -150,7 +161,7 @@ def to_torch(params, cell='lstm', layer=0, reverse=False):
         >>> torch_grads = nnlstm.interop.to_torch(grads)
     """
     gate_count(cell)
-    options, kernel, recurrent, bias, recurrent_bias = split(cell, params)
+    options, kernel, recurrent, bias, recurrent_bias = split(cell, params, ('proj_size',))
     k_ih, k_hh, k_bih, k_bhh = torch_keys(layer, reverse)
     if not options.get('reset_after', True):
         raise ValueError("a reset_after=False GRU has no PyTorch equivalent: nn.GRU "
@@ -161,6 +172,9 @@ def to_torch(params, cell='lstm', layer=0, reverse=False):
         return np.ascontiguousarray(gates.reorder(a, cell, 'nnlstm', 'torch').T)
 
     out = {k_ih: theirs(kernel), k_hh: theirs(recurrent)}
+    if PROJECTION in params:  # LSTMP: weight_hr_l{k} (P, H)
+        out[k_hh.replace('weight_hh', 'weight_hr')] = np.ascontiguousarray(
+            array(params[PROJECTION], 'params[%r]' % PROJECTION, '(H, P)').T)
     if bias is not None:
         out[k_bih] = theirs(bias)
         out[k_bhh] = (theirs(recurrent_bias) if recurrent_bias is not None
