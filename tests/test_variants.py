@@ -457,3 +457,34 @@ def test_the_loop_zones_out_a_counter_across_chunk_boundaries():
     added = np.diff(np.concatenate([np.zeros((64, 1)), got[1][..., 0]], axis=1), axis=1)
     assert set(np.unique(added)) == {0.0, 1.0}
     assert abs(np.mean(added == 0) - z) < 0.03
+
+
+@pytest.mark.parametrize('variant', [{'proj_size': 3}, {'use_peepholes': True}])
+def test_lstm_variants_take_zoneout_resets_and_weight_dropout(rng, variant):
+    """With a projection (c (B, H), h (B, P)) or peepholes: the inference graph equals the
+    one-step cell stepped by hand with zoneout's blend, restarted at each reset; weight
+    dropout leaves it unchanged."""
+    x = rng.randn(B, T, D)
+    resets = resets_of(RESETS)
+    zoneout = (0.3, 0.6)
+    with nn.no_grad():
+        y, c, h = nnlstm.LSTM(var(x), H, return_sequences=True, return_state=True,
+                              name='layer', zoneout=zoneout, resets=resets,
+                              weight_dropout=0.5, **variant)
+        randomize(rng, 'layer')
+        p = variant.get('proj_size', H)
+        zeros = [var(np.zeros((B, w))) for w in (H, p)]
+        state, steps = zeros, []
+        for t in range(T):
+            r = var(np.repeat(resets[:, t:t + 1], H, axis=1))
+            start = [F.mul2(s, F.r_sub_scalar(F.slice(r, (0, 0), (B, s.shape[1])), 1.0))
+                     for s in state]
+            state = nnlstm.LSTMCell(var(x[:, t]), *start, name='layer', zoneout=zoneout,
+                                    **variant)
+            steps.append(state[1])
+    got = forward(y, c, h, *steps)
+    np.testing.assert_allclose(got[0], np.stack(got[3:], axis=1), atol=1e-6)
+    assert got[0].shape == (B, T, variant.get('proj_size', H))
+    training = nnlstm.LSTM(var(x), H, name='layer', zoneout=zoneout, resets=resets,
+                           weight_dropout=0.5, training=True, **variant)
+    assert forward(training)[0].shape == (B, variant.get('proj_size', H))
