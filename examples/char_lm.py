@@ -106,6 +106,8 @@ def get_args(argv=None):
                    help='between the layers and before the softmax')
     p.add_argument('--recurrent-dropout', type=number(float, 0, 1, high_open=True),
                    default=0.1, help='variational dropout of the recurrent state')
+    p.add_argument('--weight-dropout', type=number(float, 0, 1, high_open=True),
+                   default=0.0, help="DropConnect on the recurrent weights (AWD-LSTM's)")
     p.add_argument('--learning-rate', type=number(float, 0, low_open=True), default=2e-3,
                    help='Adam')
     p.add_argument('--max-norm', type=number(float, 0, low_open=True), default=5.0,
@@ -270,6 +272,7 @@ def model(x, vocab_size, args, carry, training):
     e = PF.embed(x, vocab_size, args.embed, name=EMBED)                       # (B, T, E)
     y = nnlstm.Stacked(nnlstm.LSTM, e, args.units, num_layers=args.num_layers,
                        dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
+                       weight_dropout=args.weight_dropout,
                        training=training, return_sequences=True, stateful=carry,
                        name=LSTM)                                             # (B, T, H)
     if training and args.dropout:

@@ -216,15 +216,16 @@ class Core:
             dropped.append(w)
         return tuple(dropped)
 
-    def zoneout_masks(self, lead):
-        """Zoneout masks of shape ``lead`` + (width,) (``lead`` (B,) for one step, (T, B) for
-        T steps; width H, or P for an LSTMP's h), one per state tensor: 1 where a unit takes its new value (probability 1 - z), 0 where it
+    def zoneout_masks(self, batch, steps=None):
+        """Zoneout masks, one per state tensor, (B, width) for one step or (T, B, width)
+        for ``steps`` T: 1 where a unit takes its new value (probability 1 - z), 0 where it
         keeps its previous one, drawn per step, per unit and per sample, as Krueger et al.
         and their TensorFlow ``ZoneoutWrapper`` do. None outside training, and for a tensor
         whose rate is 0."""
         if not self.training:
             return None
-        return tuple(F.greater_equal_scalar(F.rand(shape=tuple(lead) + (w,)), z) if z else None
+        lead = (batch,) if steps is None else (steps, batch)
+        return tuple(F.greater_equal_scalar(F.rand(shape=lead + (w,)), z) if z else None
                      for z, w in zip(self.zoneout, self.state_sizes))
 
     def zone(self, old, y, new, masks=None):
@@ -376,7 +377,7 @@ def _step(core_type, function, x, states, name, training, options):
                          training=training, **options)
         state = core.state_type(*states)
         y, new = core(x, state)
-        return core.zone(state, y, new, core.zoneout_masks((x.shape[0],)))[1]
+        return core.zone(state, y, new, core.zoneout_masks(x.shape[0]))[1]
 
 
 def LSTMCell(x, c, h, name=None, training=None, **options):

@@ -86,20 +86,19 @@ def reset_masks(resets, units, time_major=False):
 
 
 def zoneout_masks(core, steps, batch):
-    """Per step, the tuple of the core's (B, H) zoneout masks (None outside training), drawn
-    for all steps at once (:meth:`nnlstm.cells.Core.zoneout_masks`)."""
-    masks = core.zoneout_masks((steps, batch))
+    """Per step, the tuple of the core's zoneout masks, one per state tensor (None outside
+    training), drawn for all steps at once (:meth:`nnlstm.cells.Core.zoneout_masks`)."""
+    masks = core.zoneout_masks(batch, steps)
     if masks is None:
         return [None] * steps
     return list(zip(*[[None] * steps if m is None else split_time(m, 0) for m in masks]))
 
 
 def reset(state, masks, target, mul):
-    """The state a step starts from, given each state field's reset masks ``(r, 1 - r)``
-    (one pair per field, of its width): ``target`` where r is 1 (zeros for None), ``state``
-    where it is 0."""
+    """The state a step starts from, given each state tensor's reset masks ``(r, 1 - r)``:
+    ``target`` where r is 1 (zeros for None), ``state`` where it is 0."""
     if target is None:
-        return type(state)(*[mul(keep, s) for s, (r, keep) in zip(state, masks)])
+        return type(state)(*[mul(keep, s) for s, (_, keep) in zip(state, masks)])
     return type(state)(*[F.add2(mul(keep, s), mul(r, s0))
                          for s, s0, (r, keep) in zip(state, target, masks)])
 
@@ -149,9 +148,8 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
     x_mask = dropout_mask((batch, dim), dropout) if dropout else None
     h_mask = (dropout_mask((batch, core.output_size), recurrent_dropout) if recurrent_dropout
               else None)
-    widths = core.state_sizes  # each state field's width: H, or P for an LSTMP's h
-    valid = ({} if lengths is None
-             else {w: length_masks(lengths, len(xs), w) for w in set(widths)})
+    widths = core.state_sizes  # each state tensor's width: H, or P for a projected h
+    valid = {} if lengths is None else {w: length_masks(lengths, len(xs), w) for w in set(widths)}
     restart = ({} if resets is None
                else {w: reset_masks(resets, w, time_major) for w in set(widths)})
     target = None if carried else initial_state  # what a reset starts from; None: zeros
@@ -160,11 +158,11 @@ def unroll(core, inputs, initial_state=None, reverse=False, time_major=False, le
     outputs = [None] * len(xs)
     for t in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
         x = xs[t] if x_mask is None else mul(xs[t], x_mask)
-        start = state if not restart else reset(state, [restart[w][t] for w in widths],
-                                                target, mul)
+        start = (state if not restart
+                 else reset(state, [restart[w][t] for w in widths], target, mul))
         y, new = core(x, start, h_mask)
         y, new = core.zone(start, y, new, zone[t])
-        if valid:  # padded step: keep the state (before a reset), output 0
+        if valid:  # padded step: keep the state (before a reset), output zeros
             new = type(new)(*[F.add2(mul(valid[w][t][0], v), mul(valid[w][t][1], old))
                               for v, old, w in zip(new, state, widths)])
             y = mul(y, valid[core.output_size][t][0])

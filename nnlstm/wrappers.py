@@ -158,8 +158,9 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
             with ``num_layers=1`` (no such layer) a ValueError.
         name (str): the layers live in ``{name}/layer0``, ``{name}/layer1``, ...
         initial_state (list): one entry per layer, each as that layer takes it.
-        **layer_kwargs: passed to every layer (``units``-independent options); an option the
-            layer does not take is a TypeError naming it.
+        **layer_kwargs: passed to every layer (``units``-independent options; ``resets``
+            restarts every layer at the same steps); an option the layer does not take is a
+            TypeError naming it.
 
     Returns:
         ``y``: the last layer's output, or ``(y, states)`` with ``return_state``:

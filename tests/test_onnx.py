@@ -295,21 +295,24 @@ def test_batch_sized_constant_an_operator_cannot_broadcast_is_refused(tmp_path):
     assert os.listdir(str(tmp_path)) == []
 
 
-@pytest.mark.parametrize('layer', [nnlstm.LSTM, nnlstm.GRU, nnlstm.SimpleRNN])
-def test_step_network_run_T_times_equals_the_layer(tmp_path, rng, layer):
+@pytest.mark.parametrize('layer,options', [
+    (nnlstm.LSTM, {}), (nnlstm.GRU, {}), (nnlstm.SimpleRNN, {}),
+    (nnlstm.LSTM, {'zoneout': (0.2, 0.5), 'weight_dropout': 0.3}),
+    (nnlstm.GRU, {'zoneout': 0.4})])
+def test_step_network_run_T_times_equals_the_layer(tmp_path, rng, layer, options):
     data = rng.randn(B1, T, D).astype(np.float32)
     with nn.no_grad():
         x = nn.Variable.from_numpy_array(data)
-        full = layer(x, H, return_sequences=True, return_state=True, name='enc')
+        full = layer(x, H, return_sequences=True, return_state=True, name='enc', **options)
     randomize(rng)
     nn.forward_all(full)
     want_y, want_state = full[0].d.copy(), [v.d.copy() for v in full[1:]]
-    nnb = layer is nnlstm.LSTM  # each .nnb conversion takes seconds
+    nnb = layer is nnlstm.LSTM and not options  # each .nnb conversion takes seconds
     files = nnlstm.export_step(str(tmp_path / 'step.nnp'), layer, D, H, name='enc',
-                               onnx=True, nnb=nnb)
+                               onnx=True, nnb=nnb, **options)
     written = sorted(os.listdir(str(tmp_path)))
     assert written == ['step.nnb'] * nnb + ['step.nnp', 'step.onnx']
-    inputs, outputs = nnlstm.step_network(layer, D, H, name='enc', batch_size=B1)
+    inputs, outputs = nnlstm.step_network(layer, D, H, name='enc', batch_size=B1, **options)
     fields = [k for k in inputs if k != 'x']
     assert list(outputs) == ['y'] + [f + '_next' for f in fields]
 
@@ -342,7 +345,7 @@ def test_step_network_run_T_times_equals_the_layer(tmp_path, rng, layer):
             state = {f: out[f + '_next'] for f in fields}
         diff = max([float(np.abs(np.stack(ys, axis=1) - want_y).max())] +
                    [float(np.abs(state[f] - w).max()) for f, w in zip(fields, want_state)])
-        print('%s step x %d, %s: %g' % (layer.__name__, T, target, diff))
+        print('%s %s step x %d, %s: %g' % (layer.__name__, options, T, target, diff))
         assert diff < TOLERANCE, target
 
 

@@ -259,3 +259,23 @@ def test_bad_onnx_rnn_and_strict_are_refused(tmp_path):
         nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, onnx=True,
                               strict='yes')
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_that_reads_t_keeps_a_fixed_time_axis(tmp_path, rng):
+    """A head over the flattened sequence (B, T * H) needs T: the layer is still one node,
+    the batch stays symbolic, the time axis does not."""
+    def flat(x, e):
+        y = nnlstm.LSTM(x, H, return_sequences=True)
+        return {'y': PF.affine(F.reshape(y, (x.shape[0], x.shape[1] * H)), 2, name='fc')}
+    CASES['flat'] = (flat, {})
+    try:
+        path, names = export(tmp_path, rng, 'flat')
+        model = onnx.load(path)
+        assert 'LSTM' in {n.op_type for n in model.graph.node}
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        assert (dims[0].dim_param, dims[1].dim_value) == ('batch', T0)
+        feeds = feeds_for('flat', rng, 3, T0)
+        assert max_differences(nnabla_outputs('flat', feeds),
+                               ort_outputs(path, feeds, names)) < TOLERANCE
+    finally:
+        del CASES['flat']

@@ -11,7 +11,7 @@ import nnlstm
 from nnlstm.cells import Core
 import reference
 from nnlstm.export import functions_of
-from nnlstm.unroll import unroll
+from nnlstm.unroll import CHUNK, unroll
 from test_layers import (B, CASES, D, H, T, build, equations, forward, layer_params,
                          randomize, var)
 
@@ -66,7 +66,7 @@ def test_zoneout_training_with_fixed_masks_equals_the_reference(rng, case, monke
     rates = ZONEOUT[case]
     fields = CASES[case][2]
     keep = [(rng.rand(T, B, H) >= 0.5).astype(np.float32) for _ in fields]
-    monkeypatch.setattr(Core, 'zoneout_masks', lambda self, shape: tuple(map(var, keep)))
+    monkeypatch.setattr(Core, 'zoneout_masks', lambda self, batch, steps=None: tuple(map(var, keep)))
     x = rng.randn(B, T, D)
     out = build(case, var(x), zoneout=rates, return_sequences=True, return_state=True)
     randomize(rng, 'layer')
@@ -378,7 +378,7 @@ def test_gradients_with_zoneout_and_resets_match_finite_differences(rng, case, m
     b, t, d = 2, 3, 2
     fields = CASES[case][2]
     keep = [(rng.rand(t, b, H) >= 0.5).astype(np.float32) for _ in fields]
-    monkeypatch.setattr(Core, 'zoneout_masks', lambda self, shape: tuple(map(var, keep)))
+    monkeypatch.setattr(Core, 'zoneout_masks', lambda self, batch, steps=None: tuple(map(var, keep)))
     x, g = rng.randn(b, t, d), rng.randn(b, t, H)
     states = {'%s0' % f: rng.randn(b, H) for f in fields}
     resets = np.array([[0, 1, 0], [0, 0, 1]], np.float32)
@@ -415,3 +415,76 @@ def test_mc_dropout_samples_zoneout_per_row(rng):
     got = forward(plain, mean, variance)
     assert np.all(got[2] > 1e-4)
     np.testing.assert_allclose(got[1], got[0], atol=0.1)
+
+
+def counter(x, **options):
+    """A SimpleRNN counting its steps: h_t = h_{t-1} + x_t (W_x = W_h = 1, linear)."""
+    return nnlstm.SimpleRNN(x, 1, return_sequences=True, activation='linear', use_bias=False,
+                            kernel_initializer=np.ones((1, 1)),
+                            recurrent_initializer=np.ones((1, 1)), **options)
+
+
+@pytest.mark.parametrize('go_backwards', [False, True])
+def test_the_loop_resets_a_counter_across_chunk_boundaries(go_backwards):
+    """h_t counts the steps since the last reset (in processing order), over T = 2 CHUNK + 1
+    steps with resets on both sides of each chunk boundary."""
+    steps = 2 * CHUNK + 1
+    resets = np.zeros((2, steps), np.float32)
+    resets[0, [CHUNK - 1, CHUNK, 2 * CHUNK]] = 1
+    resets[1, [5]] = 1
+    got = forward(counter(var(np.ones((2, steps, 1))), resets=resets,
+                          go_backwards=go_backwards))[0][..., 0]
+    if go_backwards:
+        got = got[:, ::-1]
+    order = range(steps - 1, -1, -1) if go_backwards else range(steps)
+    want, count = np.zeros((2, steps)), np.zeros(2)
+    for t in order:
+        count = np.where(resets[:, t] == 1, 0, count) + 1
+        want[:, t] = count
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_loop_zones_out_a_counter_across_chunk_boundaries():
+    """Inference: h_t = h_{t-1} + (1 - z), so h_t = (t + 1)(1 - z); training: each step
+    adds 0 (zoned out) or 1, a fraction z of the steps 0."""
+    steps, z = 2 * CHUNK + 1, 0.25
+    x = var(np.ones((64, steps, 1)))
+    with nn.no_grad():
+        expected = counter(x, zoneout=z, name='expected')
+    trained = counter(x, zoneout=z, name='trained', training=True)
+    got = forward(expected, trained)
+    np.testing.assert_allclose(got[0][0, :, 0], (np.arange(steps) + 1) * (1 - z), rtol=1e-5)
+    added = np.diff(np.concatenate([np.zeros((64, 1)), got[1][..., 0]], axis=1), axis=1)
+    assert set(np.unique(added)) == {0.0, 1.0}
+    assert abs(np.mean(added == 0) - z) < 0.03
+
+
+@pytest.mark.parametrize('variant', [{'proj_size': 3}, {'use_peepholes': True}])
+def test_lstm_variants_take_zoneout_resets_and_weight_dropout(rng, variant):
+    """With a projection (c (B, H), h (B, P)) or peepholes: the inference graph equals the
+    one-step cell stepped by hand with zoneout's blend, restarted at each reset; weight
+    dropout leaves it unchanged."""
+    x = rng.randn(B, T, D)
+    resets = resets_of(RESETS)
+    zoneout = (0.3, 0.6)
+    with nn.no_grad():
+        y, c, h = nnlstm.LSTM(var(x), H, return_sequences=True, return_state=True,
+                              name='layer', zoneout=zoneout, resets=resets,
+                              weight_dropout=0.5, **variant)
+        randomize(rng, 'layer')
+        p = variant.get('proj_size', H)
+        zeros = [var(np.zeros((B, w))) for w in (H, p)]
+        state, steps = zeros, []
+        for t in range(T):
+            r = var(np.repeat(resets[:, t:t + 1], H, axis=1))
+            start = [F.mul2(s, F.r_sub_scalar(F.slice(r, (0, 0), (B, s.shape[1])), 1.0))
+                     for s in state]
+            state = nnlstm.LSTMCell(var(x[:, t]), *start, name='layer', zoneout=zoneout,
+                                    **variant)
+            steps.append(state[1])
+    got = forward(y, c, h, *steps)
+    np.testing.assert_allclose(got[0], np.stack(got[3:], axis=1), atol=1e-6)
+    assert got[0].shape == (B, T, variant.get('proj_size', H))
+    training = nnlstm.LSTM(var(x), H, name='layer', zoneout=zoneout, resets=resets,
+                           weight_dropout=0.5, training=True, **variant)
+    assert forward(training)[0].shape == (B, variant.get('proj_size', H))
