@@ -5,7 +5,9 @@ Shape legends spell shapes in the letters B batch, T time steps, D input feature
 ``'(B, H)'``, ``'(D + H, 4H)'``, ``'(4H,)'``; :func:`rank_of` and :func:`shape_of` read them.
 """
 import difflib
+import math
 import numbers
+import os
 import re
 
 import numpy as np
@@ -55,6 +57,40 @@ def options(function, given, accepted, owners=None):
         raise TypeError("%s() got an unexpected option %r%s (%s() accepts: %s)"
                         % (function, option, hint, function, ', '.join(accepted)))
     return given
+
+
+def path(value, arg='path', suffixes=None):
+    """A file path: a non-empty str or ``os.PathLike``, returned as a str; with
+    ``suffixes`` (``('.h5', '.protobuf')``), one that ends with one of them."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise TypeError("`%s` must be a file path, a non-empty str or os.PathLike; received %s %r"
+                        % (arg, type(value).__name__, value))
+    if suffixes and not value.endswith(tuple(suffixes)):
+        raise ValueError("`%s` must end with %s; received %r"
+                         % (arg, ' or '.join(map(repr, suffixes)), value))
+    return value
+
+
+def non_negative(value, arg):
+    """A finite real number >= 0 (an ``eps``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("`%s` must be a finite number >= 0; received %s %r"
+                        % (arg, type(value).__name__, value))
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError("`%s` must be a finite number >= 0; received %r" % (arg, value))
+    return float(value)
+
+
+def keys(value, arg):
+    """Refuse a dict key that is not a str (names of parameters, inputs, outputs) before
+    anything sorts or joins them."""
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError("`%s` keys must be str names; received %s %r"
+                            % (arg, type(key).__name__, key))
+    return value
 
 
 def variable(value, arg):

@@ -18,16 +18,19 @@ ORDERS = {
         'keras': 'ifao',      # keras LSTM kernel columns: i, f, c, o
         'nnabla': 'ifao',     # F.lstm / PF.lstm weight_l0 (D, 4, H, I + H): i, f, g, o
         'lstm_cell': 'iofa',  # PF.lstm_cell: i, o, f, g
+        'onnx': 'iofa',       # ONNX LSTM W, R, B: i, o, f, c
     },
     'gru': {
         'nnlstm': 'zrn',      # z, r contiguous for one sigmoid
         'torch': 'rzn',       # nn.GRU rows: r, z, n
         'keras': 'zrn',       # keras GRU columns: z, r, h
+        'onnx': 'zrn',        # ONNX GRU W, R, B: z, r, h
     },
     'rnn': {
         'nnlstm': 'n',
         'torch': 'n',
         'keras': 'n',
+        'onnx': 'n',
     },
 }
 

@@ -10,7 +10,7 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.parameter
 
-from . import _checks, gates, mc
+from . import _checks, gates, mc, record
 from .carry import Carry
 from .cells import LSTMState, differentiable
 from .kinds import KINDS, VARIANTS, owners, parameter_doc
@@ -82,9 +82,10 @@ def run(kind, inputs, units, initial_state=None, name='rnn', reverse=False, time
         resets=None, cell_options=None):
     """Check the arguments, build the core in scope ``name`` and unroll it.
 
-    Returns ``(outputs, final_state, lengths)``: outputs and final state as
+    Returns ``(outputs, final_state, lengths, direction)``: outputs and final state as
     :func:`nnlstm.unroll.unroll` (outputs aligned with the input steps whatever the
-    direction), ``lengths`` as a Variable or None. ``training`` None means "unless built
+    direction), ``lengths`` as a Variable or None, ``direction`` the
+    :class:`nnlstm.record.Direction` an export reads. ``training`` None means "unless built
     under ``nn.no_grad()``, and always under :func:`nnlstm.mc.sampling`"; dropout and the
     zoneout and weight-dropout masks are only built while training.
     """
@@ -100,7 +101,9 @@ def run(kind, inputs, units, initial_state=None, name='rnn', reverse=False, time
                             carried=stateful is not None)
     if stateful is not None:
         stateful._track(state, final)
-    return outputs, final, lengths
+    dropped = bool(training and (dropout or recurrent_dropout or core.weight_dropout))
+    return outputs, final, lengths, record.Direction(core, state, reverse, dropped,
+                                                     resets is not None)
 
 
 def stack(outputs, time_major):
@@ -212,8 +215,9 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
                                      cell_options)
         y = sequence if return_sequences else final.h
         return (y,) + tuple(final) if return_state else y
-    outputs, final, lengths = run(kind, inputs, units, initial_state, name, go_backwards,
-                                  time_major, lengths, cell_options=cell_options, **layer)
+    outputs, final, lengths, direction = run(kind, inputs, units, initial_state, name,
+                                             go_backwards, time_major, lengths,
+                                             cell_options=cell_options, **layer)
     y = final.h  # every cell outputs its hidden state; with lengths, at each own end
     if return_sequences:
         if not go_backwards:
@@ -225,7 +229,10 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
                              "batch-major inputs (time_major=False)")
         else:
             y = reverse_valid(stack(outputs, False), lengths)
-    return (y,) + tuple(final) if return_state else y
+    returned = (y,) + tuple(final) if return_state else (y,)
+    record.register(record.LayerRecord(name, kind, (direction,), None, inputs, lengths,
+                                       return_sequences, returned))
+    return returned if return_state else y
 
 
 def layer_options(kind):

@@ -5,6 +5,8 @@ import numbers
 import nnabla as nn
 import nnabla.functions as F
 
+from . import _checks
+
 
 def _gradients(parameters):
     """The parameters as a list of Variables: a dict ``{name: Variable}`` (as
@@ -47,7 +49,11 @@ def clip_grad_by_global_norm(parameters, max_norm, eps=1e-6):
         parameters: ``{name: Variable}`` (``nn.get_parameters()``, ``solver.get_parameters()``)
             or an iterable of Variables whose ``.grad`` holds the gradient.
         max_norm (float): the largest global norm allowed, > 0.
-        eps (float): added to the norm before dividing, as PyTorch does (1e-6).
+        eps (float): added to the norm before dividing, as PyTorch does (1e-6); finite, >= 0.
+
+    Raises:
+        TypeError: ``parameters`` not Variables, ``eps`` not a number.
+        ValueError: ``max_norm`` not finite and > 0, ``eps`` negative or not finite.
 
     Returns:
         float: the global norm of the gradients before clipping.
@@ -61,6 +67,7 @@ def clip_grad_by_global_norm(parameters, max_norm, eps=1e-6):
     if (isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real)
             or not max_norm > 0 or not math.isfinite(max_norm)):
         raise ValueError("`max_norm` must be a finite number > 0; received %r" % (max_norm,))
+    eps = _checks.non_negative(eps, 'eps')
     squares = 0.0
     for p in parameters:
         squares += float(F.sum(F.pow_scalar(p.grad, 2.0)).data)

@@ -7,7 +7,7 @@ import functools
 
 import nnabla.functions as F
 
-from . import _checks
+from . import _checks, record
 from .kinds import kind_of, layer_names
 from .layers import (accepted, check_flags, check_options, layer_options, run, scope,
                      split_options, stack)
@@ -97,17 +97,22 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
     del options['fused']
     batch, steps, _ = _checks.sequence(inputs, 'inputs', time_major)
     resets = _checks.resets(options.pop('resets'), batch, steps, time_major)
-    ys, finals = [], []
+    ys, finals, directions = [], [], []
     with scope(name):
         for direction, state, restart in zip(('forward', 'backward'), states,
                                              (resets, segment_ends(resets, time_major))):
-            outputs, final, _ = run(kind, inputs, units, state, direction,
-                                    direction == 'backward', time_major, lengths,
-                                    resets=restart, cell_options=cell_options, **options)
+            outputs, final, given, part = run(kind, inputs, units, state, direction,
+                                              direction == 'backward', time_major, lengths,
+                                              resets=restart, cell_options=cell_options,
+                                              **options)
             ys.append(stack(outputs, time_major) if return_sequences else final.h)
             finals.extend(final)
+            directions.append(part)
     y = tuple(ys) if merge_mode is None else (MERGES[merge_mode](*ys),)
-    return y + tuple(finals) if return_state else (y if merge_mode is None else y[0])
+    returned = y + tuple(finals) if return_state else y
+    record.register(record.LayerRecord(name, kind, tuple(directions), merge_mode, inputs,
+                                       given, return_sequences, returned))
+    return returned if return_state or merge_mode is None else y[0]
 
 
 #: What Stacked passes to each of its layers itself.
@@ -149,7 +154,8 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
         inputs (~nnabla.Variable): (B, T, D).
         num_layers (int): how many layers.
         dropout (float): dropout on the inputs of every layer but the first, as PyTorch's
-            ``dropout``, but variational: one mask per sequence, the same at every step.
+            ``dropout``, but variational: one mask per sequence, the same at every step;
+            with ``num_layers=1`` (no such layer) a ValueError.
         name (str): the layers live in ``{name}/layer0``, ``{name}/layer1``, ...
         initial_state (list): one entry per layer, each as that layer takes it.
         **layer_kwargs: passed to every layer (``units``-independent options; ``resets``
@@ -167,6 +173,10 @@ def Stacked(layer, inputs, units, num_layers=2, dropout=0.0, name='stacked',
     check_options('Stacked', layer_kwargs, accepted(Stacked, inner))
     num_layers = _checks.positive_int(num_layers, 'num_layers')
     _checks.probability(dropout, 'dropout')
+    if dropout and num_layers == 1:
+        raise ValueError("`dropout` = %r acts on the inputs of every layer but the first, and "
+                         "num_layers=1 has none (PyTorch warns the same): use num_layers >= 2 "
+                         "or dropout=0" % dropout)
     check_flags(return_sequences=return_sequences, return_state=return_state)
     if initial_state is not None and not isinstance(initial_state, (list, tuple)):
         raise TypeError("`initial_state` must be a list with one state per layer; received %s"

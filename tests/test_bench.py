@@ -80,3 +80,48 @@ def test_cudnn_without_extension_skips():
     p = bench('--quick', '--context', 'cudnn')
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith('skip: no cudnn context here')
+
+
+def bad_inputs():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'bad_inputs', os.path.join(os.path.dirname(BENCH), 'bad_inputs.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bad_inputs_sweep_classifies_each_outcome(tmp_path):
+    """A signal is 'killed', a silent return 'accepted', a message without the argument
+    'unclear', another error type 'internal'; and a slice of the sweep runs clear."""
+    sweep = bad_inputs()
+    outcome = [sweep.classify(sweep.run_case(code, str(tmp_path), 60), names, str(tmp_path))
+               for names, code in [
+                   ('x', 'import os, signal; os.kill(os.getpid(), signal.SIGFPE)'),
+                   ('x', 'pass'),
+                   ('x', "raise ValueError('`y` is wrong')"),
+                   ('x', "raise ValueError('`x` is wrong')"),
+                   ('x', "{}['x']")]]
+    assert outcome == ['killed', 'accepted', 'unclear', 'clear', 'internal']
+    out = subprocess.run([sys.executable, sweep.__file__, '-k', 'context'],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r'^(\d+) cases: \1 clear, 0 unclear, 0 internal, 0 accepted, 0 killed$',
+                     out.stdout, re.M), out.stdout
+
+
+def test_onnx_speed_quick_run_prints_every_row(tmp_path):
+    """benchmarks/onnx_speed.py at tiny sizes: both files of both cells run in ONNX
+    Runtime (the onnx extra; skipped without it, as tests/test_onnx.py)."""
+    from test_onnx import need
+    need('onnxruntime')
+    need('nnabla.utils.converter.onnx')
+    out = tmp_path / 'onnx.json'
+    p = subprocess.run([sys.executable, os.path.join(os.path.dirname(BENCH), 'onnx_speed.py'),
+                        '--quick', '--json', str(out)], capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    rows = json.loads(out.read_text())['results']
+    assert [r['cell'] for r in rows] == ['lstm', 'gru']
+    assert all(r['native_s'] > 0 and r['unrolled_s'] > 0 for r in rows)
+    assert re.search(r'lstm B=4 .*ORT native .* ms  ORT unrolled .* ms', p.stdout)

@@ -78,3 +78,47 @@ def test_layers_of_another_name_get_their_own_slots():
     assert len(carry._slots) == 4
     F.sink(*[final for _, final in carry._pairs() for final in final]).forward()
     carry.advance()
+
+
+def grads_of(loss, x):
+    """Parameter and input gradients of ``loss``, from zero."""
+    params = nn.get_parameters(grad_only=False)
+    for v in list(params.values()) + [x]:
+        v.grad.zero()
+    loss.forward()
+    loss.backward()
+    return {k: v.g.copy() for k, v in params.items()}, x.g.copy()
+
+
+def test_gradients_stop_at_the_carried_state_by_value():
+    """The second window's gradients through a Carry equal those of a graph that starts from
+    the first window's final state as a constant, and differ from backpropagating through
+    both windows (so a state still wired to the first window would be seen)."""
+    rs = np.random.RandomState(2)
+    data = rs.randn(B, 2 * T, D).astype(np.float32)
+    w = var(rs.randn(B, T, H))  # loss = sum(y * w): every output and state element counts
+    carry = nnlstm.Carry()
+    x = nn.Variable((B, T, D), need_grad=True)
+    loss = F.sum(nnlstm.LSTM(x, H, stateful=carry, return_sequences=True, name='l') * w)
+    x.d = data[:, :T]
+    loss.forward()
+    carry.advance()
+    x.d = data[:, T:]
+    got, got_x = grads_of(loss, x)
+
+    _, c1, h1 = nnlstm.LSTM(var(data[:, :T]), H, return_state=True, name='l')
+    F.sink(c1, h1).forward()
+    x2 = nn.Variable.from_numpy_array(data[:, T:], need_grad=True)
+    y2 = nnlstm.LSTM(x2, H, initial_state=(var(c1.d), var(h1.d)), return_sequences=True,
+                     name='l')
+    want, want_x = grads_of(F.sum(y2 * w), x2)
+    assert sorted(got) == sorted(want) == ['l/WaWiWfWo/affine/W', 'l/WaWiWfWo/affine/b']
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_x, want_x, rtol=1e-5, atol=1e-6)
+
+    xf = nn.Variable.from_numpy_array(data, need_grad=True)
+    yf = nnlstm.LSTM(xf, H, return_sequences=True, name='l')[:, T:]
+    through, _ = grads_of(F.sum(yf * w), xf)
+    assert not np.allclose(through['l/WaWiWfWo/affine/W'], want['l/WaWiWfWo/affine/W'],
+                           rtol=1e-3, atol=1e-4)

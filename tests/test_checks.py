@@ -190,6 +190,9 @@ def test_cell_flags_must_be_bools(call, flag):
      r"`initial_state` must be a list with one state per layer; received Variable"),
     (lambda: nnlstm.Stacked(BI, x(), H, merge_mode=None), ValueError,
      r"a stacked Bidirectional layer needs a `merge_mode`; received None"),
+    (lambda: nnlstm.Stacked(nnlstm.LSTM, x(), H, num_layers=1, dropout=0.5), ValueError,
+     r"`dropout` = 0.5 acts on the inputs of every layer but the first, and num_layers=1 "
+     r"has none"),
 ])
 def test_bad_arguments_are_clear_errors(call, error, match):
     with pytest.raises(error, match=match):

@@ -4,6 +4,7 @@ import importlib.util
 
 import numpy as np
 import nnabla as nn
+from nnabla.ext_utils import get_extension_context
 import pytest
 
 import nnlstm
@@ -56,7 +57,17 @@ def test_cudnn_context_runs_the_layer(rng):
 @pytest.mark.parametrize('kwargs,match', [
     (dict(name='tpu'), r"`context` must be one of 'cpu', 'cuda', 'cudnn'; received 'tpu'"),
     (dict(type_config='double'), r"`type_config` must be one of 'float', 'half'; received 'double'"),
+    (dict(device_id=-1), r"`device_id` must be a GPU number >= 0, .*; received int -1"),
+    (dict(device_id='x'), r"`device_id` must be a GPU number >= 0, .*; received str 'x'"),
+    (dict(device_id=None), r"`device_id` must be a GPU number >= 0, .*; received NoneType None"),
+    (dict(device_id=True), r"`device_id` must be a GPU number >= 0, .*; received bool True"),
 ])
 def test_bad_context_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         nnlstm.context(**kwargs)
+
+
+@pytest.mark.parametrize('device_id', [0, 1, '0', '2'])
+def test_device_id_as_int_or_digits(device_id):
+    expected = get_extension_context('cpu', device_id=str(device_id))
+    assert repr(nnlstm.context('cpu', device_id=device_id)) == repr(expected)

@@ -1,5 +1,6 @@
 """save_nnp / save_parameters: what NNabla's own loader and CLI read back, and atomic writes."""
 import contextlib
+import logging
 import os
 import signal
 import stat
@@ -25,11 +26,8 @@ from nnlstm.unroll import CHUNK
 def build(batch, steps, return_sequences, name='lstm'):
     x = nn.Variable((batch, steps, 2))
     y = nnlstm.LSTM(x, 5, return_sequences=return_sequences, name=name)
-    if return_sequences:
-        # No per-step head here: NNabla's saver rewrites an affine with base_axis=2 to
-        # base_axis=1, which breaks reloading at another batch size.
-        return x, y
-    return x, PF.affine(y, 3, name='fc')
+    # A per-step head keeps its base_axis=2 in the file (nnlstm.export.heads).
+    return x, PF.affine(y, 3, base_axis=1 + return_sequences, name='fc')
 
 
 @pytest.mark.parametrize('steps', [1, 7])
@@ -135,13 +133,30 @@ def test_existing_file_survives_a_failed_export(tmp_path):
     (dict(path='m.h5'), ValueError, r"`path` must end with '.nnp'; received '.*m.h5'"),
     (dict(inputs=[]), TypeError, r'`inputs` must be a non-empty dict'),
     (dict(outputs={'y': np.zeros(2)}), TypeError, r"`outputs\['y'\]` must be an nnabla.Variable"),
-    (dict(inputs={1: None}), TypeError, r'`inputs` keys must be str names; received 1'),
+    (dict(inputs={1: None}), TypeError, r'`inputs` keys must be str names; received int 1'),
+    (dict(outputs={'y': 'Y', 2: 'Z'}), TypeError,
+     r'`outputs` keys must be str names; received int 2'),
+    (dict(inputs={'': 'X'}), TypeError, r"`inputs key` must be a non-empty str; received ''"),
+    (dict(path=None), TypeError, r'`path` must be a file path, a non-empty str or os.PathLike; '
+                                 r'received NoneType None'),
+    (dict(path=5), TypeError, r'`path` must be a file path, .*; received int 5'),
+    (dict(path=''), TypeError, r"`path` must be a file path, .*; received str ''"),
+    (dict(network_name=''), TypeError, r"`network_name` must be a non-empty str; received ''"),
+    (dict(network_name=5), TypeError, r"`network_name` must be a non-empty str; received 5"),
+    (dict(executor_name=None), TypeError,
+     r"`executor_name` must be a non-empty str; received None"),
+    (dict(outputs={'x': 'Y'}), ValueError, r"`inputs` and `outputs` share the name\(s\) 'x': "
+                                           r"NNabla's saver would rename the input"),
 ])
 def test_bad_arguments(tmp_path, kwargs, error, match):
     x, y = build(2, 3, False)
     args = dict(path=str(tmp_path / 'm.nnp'), inputs={'x': x}, outputs={'y': y})
     args.update(kwargs)
-    if not os.path.isabs(args['path']):
+    for arg in ('inputs', 'outputs'):  # 'X', 'Y': the graph's own Variables
+        if isinstance(args[arg], dict):
+            args[arg] = {k: {'X': x, 'Y': y}.get(v, v) if isinstance(v, str) else v
+                         for k, v in args[arg].items()}
+    if isinstance(args['path'], str) and args['path'] and not os.path.isabs(args['path']):
         args['path'] = str(tmp_path / args['path'])
     with pytest.raises(error, match=match):
         nnlstm.save_nnp(**args)
@@ -192,11 +207,13 @@ def test_stateful_carry_is_refused(tmp_path):
             r'reads 2 Variable\(s\) that are neither `inputs`.*no `stateful` Carry')
 
 
-def test_head_with_base_axis_2_is_refused(tmp_path):
+def test_base_axis_2_but_in_an_affine_is_refused(tmp_path):
     x = nn.Variable((2, 3, 2))
     with nn.no_grad():
-        y = PF.affine(lstm_y(x, return_sequences=True), 1, base_axis=2, name='fc')
-    refused(tmp_path, {'x': x}, {'y': y}, r'Affine \(2, 3, 4\).* has base_axis=2')
+        y = F.reshape(lstm_y(x, return_sequences=True), (2, 3, 4, 1))
+        y = PF.convolution(y, 1, (1,), base_axis=2, name='conv')
+    refused(tmp_path, {'x': x}, {'y': y},
+            r'Convolution \(2, 3, 4, 1\).* has base_axis=2.*Only an Affine keeps')
 
 
 def test_batch_axis_slice_and_loss_are_refused(tmp_path):
@@ -483,6 +500,88 @@ def test_a_failed_rename_puts_back_the_previous_files(tmp_path, monkeypatch):
                 f.write(b'new')
     assert [(tmp_path / n).read_bytes() for n in ('a.txt', 'c.txt', 'b.txt')] == [b'new'] * 3
     assert sorted(os.listdir(str(tmp_path))) == ['a.txt', 'b.txt', 'c.txt']
+
+
+@pytest.mark.parametrize('path,error,match', [
+    (None, TypeError, r'`path` must be a file path, .*; received NoneType None'),
+    ('', TypeError, r"`path` must be a file path, .*; received str ''"),
+    ('p.txt', ValueError, r"`path` must end with '.h5' or '.protobuf'; received 'p.txt'"),
+])
+def test_save_parameters_bad_path(tmp_path, monkeypatch, path, error, match):
+    monkeypatch.chdir(tmp_path)
+    build(2, 3, False)
+    with pytest.raises(error, match=match):
+        nnlstm.save_parameters(path)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize('exception', [RuntimeError, KeyError, MemoryError])
+def test_any_exception_in_a_write_removes_the_temporary_and_keeps_the_file(tmp_path,
+                                                                          exception):
+    path = tmp_path / 'm.h5'
+    path.write_bytes(b'previous')
+
+    def broken(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(b'half a file')
+        raise exception('in the middle')
+    with pytest.raises(exception, match='in the middle'):
+        export.atomic_write(str(path), broken)
+    assert os.listdir(str(tmp_path)) == ['m.h5']
+    assert path.read_bytes() == b'previous'
+
+
+def test_nnabla_s_info_lines_are_quiet_in_nnlstm_s_writes_only(tmp_path, caplog):
+    from nnabla.logger import logger
+    x, y = build(2, 3, False)
+    caplog.set_level(logging.INFO, logger='nnabla')
+    nnlstm.save_nnp(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y})
+    nnlstm.save_parameters(str(tmp_path / 'p.h5'))
+    assert caplog.messages == []
+    nn.save_parameters(str(tmp_path / 'q.h5'))  # NNabla's own save still says so
+    logger.warning('a warning still prints')
+    assert caplog.messages == ['Parameter save (.h5): %s' % (tmp_path / 'q.h5'),
+                               'a warning still prints']
+
+
+def nnb_writer(monkeypatch, fail=None):
+    """export_network's .nnb step without NNabla's converter: it reads the .nnp the export
+    just wrote (so it was written) and writes its bytes, or raises ``fail``."""
+    monkeypatch.setattr(converter, '_converter', lambda: None)
+    monkeypatch.setattr(converter, 'import_nnp', lambda conv, nnp_path, proto: nnp_path)
+
+    def write_nnb(conv, nnp_path, nnb_path, batch_size):
+        assert zipfile.is_zipfile(nnp_path)  # the new .nnp is complete at this point
+        if fail is not None:
+            raise fail
+        with open(nnb_path, 'wb') as f:
+            f.write(b'new nnb')
+    monkeypatch.setattr(converter, 'write_nnb', write_nnb)
+
+
+@pytest.mark.parametrize('failure', ['writing the .nnb', 'renaming the .nnb'])
+def test_a_failed_export_after_the_nnp_was_written_keeps_the_old_files(tmp_path, monkeypatch,
+                                                                       failure):
+    (tmp_path / 'm.nnp').write_bytes(b'old nnp')
+    (tmp_path / 'm.nnb').write_bytes(b'old nnb')
+    x, y = build(2, 3, False)
+    if failure == 'writing the .nnb':
+        nnb_writer(monkeypatch, fail=RuntimeError('converter failed'))
+        expected = pytest.raises(RuntimeError, match='converter failed')
+    else:
+        nnb_writer(monkeypatch)
+        fail_renaming_to(monkeypatch, 'm.nnb')
+        expected = pytest.raises(IsADirectoryError, match=r"Is a directory: '.*/m.nnb'$")
+    with expected:
+        nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, nnb=True)
+    assert sorted(os.listdir(str(tmp_path))) == ['m.nnb', 'm.nnp']
+    assert (tmp_path / 'm.nnp').read_bytes() == b'old nnp'
+    assert (tmp_path / 'm.nnb').read_bytes() == b'old nnb'
+    monkeypatch.undo()
+    nnb_writer(monkeypatch)  # and without the fault both are replaced
+    nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y}, nnb=True)
+    assert zipfile.is_zipfile(str(tmp_path / 'm.nnp'))
+    assert (tmp_path / 'm.nnb').read_bytes() == b'new nnb'
 
 
 def dead_pid():

@@ -230,20 +230,48 @@ def test_nnb_is_written_for_every_layer(tmp_path):
     assert os.path.getsize(files['nnb']) > 1000
 
 
-def test_onnx_batch_dimension_is_symbolic(tmp_path, rng):
+@pytest.mark.parametrize('onnx_rnn, steps', [('native', 'time'), ('unrolled', T)])
+def test_onnx_batch_dimension_is_symbolic(tmp_path, rng, onnx_rnn, steps):
     with nn.no_grad():
         x = nn.Variable((B0, T, D))
         outputs = LAYERS['LSTM'](x, True)
     randomize(rng)
-    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True)
+    files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
+                                  onnx_rnn=onnx_rnn)
     session = ort.InferenceSession(files['onnx'], providers=['CPUExecutionProvider'])
-    assert [(i.name, i.shape) for i in session.get_inputs()] == [('x', ['batch', T, D])]
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [('x', ['batch', steps, D])]
     assert [(o.name, o.shape) for o in session.get_outputs()] == [
-        ('y', ['batch', T, H]), ('c', ['batch', H]), ('h', ['batch', H])]
+        ('y', ['batch', steps, H]), ('c', ['batch', H]), ('h', ['batch', H])]
     for batch in (1, 7):
         data = rng.randn(batch, T, D).astype(np.float32)
         y = session.run(['y'], {'x': data})[0]
         assert y.shape == (batch, T, H)
+
+
+@pytest.mark.parametrize('target,rewritten', [([B0, 3, 4], [-1, 3, 4]),
+                                              ([B0, -1, 4], [0, -1, 4]),
+                                              ([0, 3, 4], [0, 3, 4])])
+def test_batch_sized_reshape_targets_become_symbolic(target, rewritten):
+    """NNabla 1.39's saver writes -1 in Reshape targets already, so its own exports never
+    reach this rewrite: a hand-built model, x (B0, 12) -> Reshape(target) -> (B0, 3, 4),
+    does. A target whose first entry is not the batch (0, "as the input") is left alone."""
+    from onnx import helper, numpy_helper
+    from nnlstm.export.rewrite import make_batch_symbolic
+    shape = numpy_helper.from_array(np.array(target, np.int64), 'shape')
+    graph = helper.make_graph(
+        [helper.make_node('Constant', [], ['shape'], value=shape),
+         helper.make_node('Reshape', ['x', 'shape'], ['y'])], 'g',
+        [helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT, [B0, 12])],
+        [helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, [B0, 3, 4])])
+    model = make_batch_symbolic(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid('', 13)]), B0, 13)
+    written = numpy_helper.to_array(model.graph.node[0].attribute[0].t)
+    assert written.tolist() == rewritten
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=['CPUExecutionProvider'])
+    data = np.arange(B1 * 12, dtype=np.float32).reshape(B1, 12)
+    np.testing.assert_array_equal(session.run(['y'], {'x': data})[0],
+                                  data.reshape(B1, 3, 4))
 
 
 @pytest.mark.parametrize('opset', [7, 13])
@@ -360,15 +388,15 @@ def lengths_model(x, lengths, go_backwards=False):
 
 
 def test_go_backwards_sequence_with_lengths_to_onnx_fails_clearly_and_leaves_nothing(tmp_path):
-    """Reversing each sequence's valid part takes a comparison and a Gather, which NNabla's
-    ONNX converter cannot write."""
+    """Unrolled, reversing each sequence's valid part takes a comparison and a Gather, which
+    NNabla's ONNX converter cannot write (the native node reverses it: test_onnx_native)."""
     x, lengths = nn.Variable((B0, T, D)), nn.Variable((B0,))
     with nn.no_grad():
         outputs = lengths_model(x, lengths, go_backwards=True)
     with pytest.raises(ValueError, match=r"cannot export to ONNX: the output of Less "
                                          r"reaches .*`go_backwards` with `lengths`"):
         nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x, 'lengths': lengths},
-                              outputs, onnx=True)
+                              outputs, onnx=True, onnx_rnn='unrolled')
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -434,7 +462,7 @@ def test_linear_export_writes_the_files_nnabla_s_converter_writes(tmp_path, rng,
         x = nn.Variable((B0, steps, D))
         outputs = build(x)
     randomize(rng)
-    kwargs = dict(onnx=True, nnb=nnb, nnb_batch_size=1)
+    kwargs = dict(onnx=True, nnb=nnb, nnb_batch_size=1, onnx_rnn='unrolled')
     # The ONNX converter numbers the names it makes with a counter kept over the process.
     counter = importlib.import_module('nnabla.utils.converter.onnx.exporter')
     monkeypatch.setattr(counter, 'random_seed', 0)

@@ -116,3 +116,16 @@ def test_bad_arguments(rng, parameters, max_norm, error, match):
         if isinstance(parameters, str) else parameters
     with pytest.raises(error, match=match):
         nnlstm.clip_grad_by_global_norm(parameters, max_norm)
+
+
+@pytest.mark.parametrize('eps, error, match', [
+    (-1.0, ValueError, r"`eps` must be a finite number >= 0; received -1\.0"),
+    (float('nan'), ValueError, r"`eps` must be a finite number >= 0; received nan"),
+    ('0', TypeError, r"`eps` must be a finite number >= 0; received str '0'"),
+    (None, TypeError, r"`eps` must be a finite number >= 0; received NoneType None"),
+])
+def test_bad_eps_is_refused_before_any_gradient_changes(rng, eps, error, match):
+    params, grads = parameters_with_grads(rng, [(3,)])
+    with pytest.raises(error, match=match):
+        nnlstm.clip_grad_by_global_norm(params, 1e-3, eps=eps)
+    np.testing.assert_array_equal(params['p0'].g, grads[0])

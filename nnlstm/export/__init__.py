@@ -15,18 +15,22 @@ One module per job:
 * :mod:`.rewrite`: protobuf rewrites of the saved network and of the converter's ONNX model;
 * :mod:`.files`: writing all or nothing (temporary names, renames);
 * :mod:`.converter`: driving NNabla's saver and converter (:func:`export_network`);
+* :mod:`.native`: recurrent layers as native ONNX LSTM / GRU / RNN nodes, symbolic time;
+* :mod:`.heads`: per-step Affine heads (``base_axis=2``) kept by NNabla's saver;
 * :mod:`.step`: streaming step networks (:func:`step_network`, :func:`export_step`).
 """
 from .checks import (AXIS_FUNCTIONS, BOOLEAN_CARRIERS, COMBINING, COMPARISONS, REDUCTIONS,
                      TRAINING_ONLY, Graph, check_graph, check_onnx_graph, check_variable_batch,
                      describe, functions_of)
-from .converter import (CONVERTER_INSTALL, ONNX_EXPORT_BATCH, ONNX_OPSETS, deep_recursion,
-                        export_network, import_nnp, network_proto, save_nnp, write_nnb, write_nnp,
-                        write_onnx)
+from .converter import (CONVERTER_INSTALL, ONNX_EXPORT_BATCH, ONNX_OPSETS, ONNX_RNN,
+                        deep_recursion, export_network, import_nnp, network_proto, save_nnp,
+                        write_nnb, write_nnp, write_onnx)
 from .files import atomic_write, save_parameters, staged
+from .heads import keep_base_axis
+from .native import UnrolledLayerWarning
 from .rewrite import (BROADCASTING, EXPORTABLE, exportable, make_batch_symbolic,
                       make_names_unique)
 from .step import export_step, step_network
 
-__all__ = ['atomic_write', 'export_network', 'export_step', 'ONNX_OPSETS', 'save_nnp',
-           'save_parameters', 'step_network']
+__all__ = ['atomic_write', 'export_network', 'export_step', 'ONNX_OPSETS', 'ONNX_RNN',
+           'save_nnp', 'save_parameters', 'step_network', 'UnrolledLayerWarning']

@@ -130,11 +130,11 @@ def check_graph(inputs, outputs):
                 raise ValueError("%s computes a %s Variable whose first axis is not the batch "
                                  "size %d%s" % (describe(f), tuple(v.shape), batch, hint))
         x = next(v for v in f.inputs if v in batch_major)
-        if args.get('base_axis', 1) != 1:
+        if args.get('base_axis', 1) != 1 and kind != 'Affine':
             raise ValueError("%s has base_axis=%d: NNabla's saver rewrites it to 1, which "
-                             "breaks a variable batch size. Apply such a head to each step's "
-                             "(B, H) output before stacking, or to a (B * T, H) reshape in a "
-                             "graph you do not export" % (describe(f), args['base_axis']))
+                             "breaks a variable batch size. Only an Affine keeps its "
+                             "base_axis (nnlstm.export.heads)"
+                             % (describe(f), args['base_axis']))
         if kind in AXIS_FUNCTIONS and args['axis'] % (x.ndim + (kind == 'Stack')) == 0:
             raise ValueError("%s works along axis 0, the batch%s" % (describe(f), hint))
         if kind == 'Slice' and len(args['start']) == x.ndim:
@@ -159,10 +159,14 @@ def check_graph(inputs, outputs):
     return batch, graph
 
 
-def check_onnx_graph(graph):
-    """Refuse what NNabla's ONNX converter would write as an invalid model."""
+def check_onnx_graph(graph, skip=()):
+    """Refuse what NNabla's ONNX converter would write as an invalid model; the functions
+    whose first output is in ``skip`` are not given to it (native recurrent nodes replace
+    them)."""
     boolean = {}  # Variable -> the comparison it comes from
     for f in graph.functions:
+        if f.outputs[0] in skip:
+            continue
         kind = f.info.type_name
         source = next((boolean[v] for v in f.inputs if v in boolean), None)
         if kind in COMPARISONS:

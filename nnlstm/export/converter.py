@@ -25,12 +25,19 @@ from ..unroll import ensure_stack
 from .checks import check_graph, check_onnx_graph, check_variable_batch
 from .files import staged
 from .linear import linear_converter
+from .heads import keep_base_axis
+from .native import cut, heads, make_time_symbolic, names_for, plan, region, splice
 from .rewrite import exportable, make_batch_symbolic, make_names_unique
 
 #: ONNX opsets NNabla 1.39's converter writes and ONNX Runtime runs. The converter writes
 #: opset 7 for any other number without a word, and its opset-6 Gemm has no ONNX Runtime
 #: kernel. For a newer opset, convert an opset-13 file with ``onnx.version_converter``.
 ONNX_OPSETS = (7, 9, 10, 11, 13)
+
+#: How :func:`export_network` writes recurrent layers to ONNX: 'native' as one ONNX
+#: LSTM / GRU / RNN node each (:mod:`.native`), 'unrolled' as NNabla's converter writes
+#: their unrolled graph, T steps fixed.
+ONNX_RNN = ('native', 'unrolled')
 
 #: The batch size the ONNX converter is run at. It fixes every batch dimension to this
 #: value; :func:`make_batch_symbolic` then turns each into the symbolic ``'batch'``, and
@@ -63,9 +70,8 @@ def _named(variables, arg):
     if not isinstance(variables, dict) or not variables:
         raise TypeError("`%s` must be a non-empty dict {name: nnabla.Variable}; received %r"
                         % (arg, type(variables).__name__))
-    for key, value in variables.items():
-        if not isinstance(key, str):
-            raise TypeError("`%s` keys must be str names; received %r" % (arg, key))
+    for key, value in _checks.keys(variables, arg).items():
+        _checks.name(key, '%s key' % arg)
         _checks.variable(value, '%s[%r]' % (arg, key))
     return variables
 
@@ -139,9 +145,11 @@ def import_nnp(converter, nnp_path, proto):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_onnx(converter, nnp, onnx_path, opset):
-    """Convert ``nnp`` (:func:`import_nnp`) to ONNX ``opset`` with NNabla's converter, make
-    its batch dimension symbolic, check and write it."""
+def write_onnx(converter, nnp, onnx_path, opset, native=(), names=None, any_length=False):
+    """Convert ``nnp`` (:func:`import_nnp`) to ONNX ``opset`` with NNabla's converter, put
+    in the native nodes of the layers ``native`` (records, their Variables named by
+    ``names``; :mod:`.native`), make its batch dimension symbolic, and its time axis if
+    ``any_length``, check and write it. Returns whether the time axis is symbolic."""
     exporter = converter.OnnxExporter(nnp, ONNX_EXPORT_BATCH, -1, opset=str(opset))
     table = exporter.nnabla_function_type_to_onnx_optype
     unsupported = sorted({f.type for net in nnp.protobuf.network for f in net.function
@@ -155,7 +163,10 @@ def write_onnx(converter, nnp, onnx_path, opset):
     except Exception as e:
         raise ValueError("NNabla's ONNX converter failed on this graph: %s: %s"
                          % (type(e).__name__, e)) from e
-    make_batch_symbolic(make_names_unique(model), ONNX_EXPORT_BATCH, opset)
+    make_names_unique(model)
+    timeless = splice(model, native, names, opset) if native else set()
+    make_batch_symbolic(model, ONNX_EXPORT_BATCH, opset)
+    any_length = any_length and make_time_symbolic(model, native, names, timeless)
     try:
         # With shape inference, which finds type errors, from opset 9 on: for opset 7 the
         # converter writes int64 Constants (Reshape targets) that ONNX Runtime runs but
@@ -165,6 +176,7 @@ def write_onnx(converter, nnp, onnx_path, opset):
         raise ValueError("the ONNX model NNabla's converter wrote for this graph is invalid: "
                          "%s" % e) from e
     converter.onnx.save(model, onnx_path)
+    return any_length
 
 
 def write_nnb(converter, nnp, nnb_path, batch_size):
@@ -178,7 +190,8 @@ def write_nnb(converter, nnp, nnb_path, batch_size):
 
 
 def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_batch_size=None,
-           network_name='inference', executor_name='runtime'):
+                   network_name='inference', executor_name='runtime', onnx_rnn='native',
+                   strict=False):
     """Export the inference network from ``inputs`` to ``outputs``: an ``.nnp`` file, and
     optionally ``.onnx`` and ``.nnb`` files beside it (same name, other extension).
 
@@ -191,14 +204,21 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
     * ``.onnx`` (``onnx=True``): written by NNabla's own converter at ``opset`` (one of
       :data:`ONNX_OPSETS`), then rewritten so that the batch dimension is symbolic
       (``'batch'``): one file serves every batch size. Inputs and outputs keep their names.
+      With ``onnx_rnn='native'`` (the default) each nnlstm layer is one ONNX ``LSTM``,
+      ``GRU`` or ``RNN`` node and per-step Affine heads are MatMul + Add
+      (:mod:`.native`); when all layers are, and nothing else reads T, axis 1 of the
+      inputs and outputs carrying time is the symbolic ``'time'``. A layer ONNX cannot
+      express is written unrolled with an :class:`.native.UnrolledLayerWarning` (a
+      ValueError with ``strict``). ``onnx_rnn='unrolled'`` writes every layer unrolled.
     * ``.nnb`` (``nnb=True``): for NNabla's C runtime, with a fixed batch size,
       ``nnb_batch_size`` (default: the first axis of the inputs here).
 
     The graph is checked first: it must hold no training-only function (Dropout), read
     nothing but ``inputs`` and parameters, and keep the batch on the first axis of all it
-    computes (so ``time_major`` layers, heads with ``base_axis=2`` and batch-axis slices
-    are refused); for ONNX, every function must be one the converter writes and ONNX
-    Runtime accepts (``lengths`` masks are not). Each failure is a ValueError that says
+    computes (so ``time_major`` layers, functions but Affine with ``base_axis=2`` and
+    batch-axis slices are refused; a per-step Affine keeps its ``base_axis``:
+    :mod:`.heads`); for ONNX, every function left to the converter must be one it writes
+    and ONNX Runtime accepts. Each failure is a ValueError that says
     what and why. The files are written all or nothing (:mod:`nnlstm.export.files`): to
     temporaries beside them, renamed once all are complete, the previous files put back if
     a rename fails; temporaries are removed on any error and on SIGTERM; a new file's mode
@@ -213,10 +233,28 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         onnx (bool): also write ``path`` with ``.onnx``.
         opset (int): the ONNX opset, one of :data:`ONNX_OPSETS`.
         nnb (bool): also write ``path`` with ``.nnb``.
-        nnb_batch_size (int): the ``.nnb``'s fixed batch size.
+        nnb_batch_size (int): the ``.nnb``'s fixed batch size (checked, and unused without
+            ``nnb``, so one set of options serves both).
+        network_name, executor_name (str): non-empty names of the network and executor.
+        onnx_rnn (str): 'native' or 'unrolled' (:data:`ONNX_RNN`), how layers go to ONNX.
+        strict (bool): refuse, rather than write unrolled with a warning, a layer ONNX's
+            recurrent operators cannot express.
+
+    Raises:
+        TypeError: a ``path`` that is not a path, ``inputs``/``outputs`` not dicts of
+            Variables under non-empty str names, names or flags of the wrong type.
+        ValueError: a graph the files cannot hold (see above), a name both an input and an
+            output, a ``path`` without ``.nnp``, a bad ``opset`` or ``nnb_batch_size``.
+        OSError: the file system's error, naming the user's path.
 
     Returns:
         dict: ``{'nnp': path, 'onnx': ..., 'nnb': ...}``, the files written.
+
+    Raises:
+        ValueError: a graph the files cannot hold (above), a bad ``path``, ``opset`` or
+            ``onnx_rnn``, or with ``strict`` a layer ONNX cannot express.
+        TypeError: ``inputs`` / ``outputs`` not ``{name: Variable}``, ``strict`` not a bool.
+        ImportError: ``onnx`` or ``nnb`` without the onnx extra.
 
     Example:
         >>> with nn.no_grad():
@@ -225,21 +263,35 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         >>> nnlstm.export_network('sine.nnp', {'x': x}, {'y': y}, onnx=True)
         {'nnp': 'sine.nnp', 'onnx': 'sine.onnx'}
     """
-    path = os.fspath(path)
-    if not path.endswith('.nnp'):
-        raise ValueError("`path` must end with '.nnp'; received %r" % path)
+    path = _checks.path(path, 'path', ('.nnp',))
     _named(inputs, 'inputs')
     _named(outputs, 'outputs')
+    shared = sorted(set(inputs) & set(outputs))
+    if shared:
+        raise ValueError("`inputs` and `outputs` share the name(s) %s: NNabla's saver would "
+                         "rename the input; give each input and output its own name"
+                         % ', '.join(map(repr, shared)))
+    _checks.name(network_name, 'network_name')
+    _checks.name(executor_name, 'executor_name')
+    _checks.flag(onnx, 'onnx')
+    _checks.flag(nnb, 'nnb')
     if onnx:
         opset = _opset(opset)
+        _checks.choice(onnx_rnn, 'onnx_rnn', ONNX_RNN)
+        _checks.flag(strict, 'strict')
     batch, graph = check_graph(inputs, outputs)
     nnb_batch_size = (batch if nnb_batch_size is None
                       else _checks.positive_int(nnb_batch_size, 'nnb_batch_size'))
     converter = None
     if onnx or nnb:
         converter = _converter()
+    native, any_length = [], False
     if onnx:
-        check_onnx_graph(graph)
+        if onnx_rnn == 'native':
+            layers, found = plan(graph, opset, strict)
+            native = layers + heads(graph)
+            any_length = bool(found) and len(layers) == len(found)
+        check_onnx_graph(graph, set().union(*[region(r) for r in native]))
     named = {key: F.identity(v) for key, v in outputs.items()}
     files = {'nnp': path}
     stem = path[:-len('.nnp')]
@@ -253,15 +305,23 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         'executors': [{'name': executor_name, 'network': network_name,
                        'data': list(inputs), 'output': list(named)}],
     }
-    with linear_converter():
+    with linear_converter(), keep_base_axis():
         proto = network_proto(contents)
         check_variable_batch(proto, network_name, inputs)
         with staged(list(files.values())) as tmps:
             write_nnp(tmps[path], proto)
             with deep_recursion(len(graph.functions)):
                 if onnx:
-                    write_onnx(converter, import_nnp(converter, tmps[path], proto),
-                               tmps[files['onnx']], opset)
+                    names = names_for(native, inputs)
+                    onnx_proto = proto
+                    if native:
+                        network = dict(contents['networks'][0],
+                                       names={k: v for v, k in names.items()})
+                        onnx_proto = cut(network_proto(dict(contents, networks=[network])),
+                                         network_name, native, names)
+                    write_onnx(converter, import_nnp(converter, tmps[path], onnx_proto),
+                               tmps[files['onnx']], opset, native, names,
+                               any_length)
                 if nnb:
                     write_nnb(converter, import_nnp(converter, tmps[path], proto),
                               tmps[files['nnb']], nnb_batch_size)

@@ -12,10 +12,13 @@ one is complete:
   its mode;
 * the renames are all or nothing: the files they replace are kept (hard links) until every
   rename succeeded, and put back if one fails;
-* an OSError names the user's path, never a temporary.
+* an OSError names the user's path, never a temporary;
+* NNabla's INFO lines about the write (``Saving <_io.StringIO ...> as prototxt``, the
+  temporaries' names) are dropped while it runs, in the writing thread only.
 """
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import shutil
@@ -25,6 +28,9 @@ import threading
 import time
 
 import nnabla as nn
+from nnabla.logger import logger as nnabla_logger
+
+from .. import _checks
 
 #: Temporaries of this process's writes in progress (another thread's are not stale).
 _active = set()
@@ -78,6 +84,29 @@ def _alive(pid):
     except OSError:  # it exists (as another user's)
         return True
     return True
+
+
+class _QuietThread(logging.Filter):
+    """Drops the INFO (and DEBUG) records of NNabla's logger sent by one thread."""
+
+    def __init__(self):
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record):
+        return record.levelno > logging.INFO or record.thread != self.thread
+
+
+@contextlib.contextmanager
+def quiet_nnabla():
+    """While active, NNabla's INFO lines from this thread are not printed (its saver names
+    every temporary and StringIO it writes); warnings and errors still are."""
+    quiet = _QuietThread()
+    nnabla_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        nnabla_logger.removeFilter(quiet)
 
 
 def remove_stale(path, start):
@@ -199,7 +228,7 @@ def staged(paths):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     start = time.time()
     tmps, modes = {}, {}
-    with sigterm_unwinds():
+    with sigterm_unwinds(), quiet_nnabla():
         try:
             for path in paths:
                 remove_stale(path, start)
@@ -232,5 +261,5 @@ def atomic_write(path, write):
 def save_parameters(path):
     """``nn.save_parameters(path)`` (.h5 or .protobuf), all or nothing (:func:`staged`): an
     interrupted save never leaves a broken file. Returns ``path``."""
-    path = os.fspath(path)
+    path = _checks.path(path, 'path', ('.h5', '.protobuf'))
     return atomic_write(path, nn.save_parameters)

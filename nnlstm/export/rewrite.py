@@ -33,7 +33,8 @@ def make_batch_symbolic(model, export_batch, opset, dim_name='batch'):
     so that its batch dimension is the symbolic ``dim_name``:
 
     * the first dimension of every graph input and output;
-    * a batch-sized first entry of a Reshape's target shape becomes -1 (or 0, "as the
+    * a first entry of a Reshape's target shape that is the batch or a multiple of it
+      (B * T, where a per-step Affine flattens a sequence) becomes -1 (or 0, "as the
       input", where the shape holds a -1 already);
     * a batch-sized constant filled with one value (the converter writes
       ``F.r_sub_scalar``, ``F.minimum_scalar``, ``F.maximum_scalar`` so) becomes a constant
@@ -56,10 +57,12 @@ def make_batch_symbolic(model, export_batch, opset, dim_name='batch'):
         dims[0].Clear()
         dims[0].dim_param = dim_name
     for n in g.node:
-        t = consts.get(n.input[1]) if n.op_type == 'Reshape' else None
+        t = None
+        if n.op_type == 'Reshape':
+            t = consts.get(n.input[1], inits.get(n.input[1]))
         if t is not None and n.input[0] not in inits:
             shape = numpy_helper.to_array(t).copy()
-            if shape.size and shape[0] == export_batch:
+            if shape.size and shape[0] > 0 and shape[0] % export_batch == 0:
                 shape[0] = 0 if (shape == -1).any() else -1
                 t.CopyFrom(numpy_helper.from_array(shape, t.name))
     del g.value_info[:]

@@ -135,7 +135,8 @@ def variant_of(cell, arrays, arg='params'):
 # ---------------------------------------------------------------- arrays and their checks
 
 def array(value, arg, legend):
-    """``value`` (an array or an ``nn.Variable``) as float32 of the rank of ``legend``."""
+    """``value`` (an array or an ``nn.Variable``) as float32 of the rank of ``legend``, every
+    value finite (a NaN or inf weight is a diverged or damaged model, refused by name)."""
     if isinstance(value, nn.Variable):
         value = value.d
     try:
@@ -146,6 +147,10 @@ def array(value, arg, legend):
     if value.ndim != rank_of(legend):
         raise ValueError("`%s` must have rank %d, %s; received shape %s"
                          % (arg, rank_of(legend), legend, value.shape))
+    bad = value.size - int(np.isfinite(value).sum())
+    if bad:
+        raise ValueError("`%s` holds %d non-finite values (NaN or inf) of %d; weights must be "
+                         "finite" % (arg, bad, value.size))
     return value
 
 
@@ -158,8 +163,11 @@ def expect(value, arg, expected, legend):
 
 
 def layer_index(layer):
-    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or layer < 0:
-        raise TypeError("`layer` must be an int >= 0; received %r" % (layer,))
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise TypeError("`layer` must be an int >= 0; received %s %r"
+                        % (type(layer).__name__, layer))
+    if layer < 0:
+        raise ValueError("`layer` must be an int >= 0; received %r" % (layer,))
     return int(layer)
 
 
@@ -167,7 +175,7 @@ def mapping(value, arg):
     if not isinstance(value, Mapping):
         raise TypeError("`%s` must be a dict of arrays; received %s"
                         % (arg, type(value).__name__))
-    return value
+    return _checks.keys(value, arg)
 
 
 def pick(source, key, arg):

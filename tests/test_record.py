@@ -1,0 +1,39 @@
+"""nnlstm.record: a layer call's record holds no graph Variable (so rebuilt graphs are
+freed), and an export finds it again from the graph's own Variables."""
+import nnabla as nn
+
+import nnlstm
+from nnlstm import record
+from nnlstm.export.checks import Graph
+from nnlstm.export.native import genuine
+
+
+def graph_variables(outputs):
+    graph = Graph(outputs)
+    return [v for f in graph.functions for v in list(f.inputs) + list(f.outputs)]
+
+
+def test_the_registry_keeps_keys_not_variables_and_finds_the_layer_again():
+    with nn.no_grad():
+        x = nn.Variable((2, 4, 3))
+        h0 = nn.Variable((2, 5))
+        y, h = nnlstm.GRU(x, 5, initial_state=h0, return_sequences=True, return_state=True)
+    kept = list(record._records.values())[-1]
+    assert all(isinstance(k, int) for k in (kept.x,) + kept.outputs + kept.directions[0].state)
+    found = record.records_of(graph_variables([y, h]))
+    assert len(found) == 1
+    rec = found[0]
+    assert rec.name == 'gru' and rec.x == x and rec.directions[0].state.h == h0
+    assert rec.outputs == (y, h) and genuine(rec)
+
+
+def test_a_record_whose_parameters_do_not_compute_the_outputs_is_not_trusted():
+    """Keys are addresses and may come back after a graph is freed: the parameters decide."""
+    with nn.no_grad():
+        x = nn.Variable((2, 4, 3))
+        y = nnlstm.LSTM(x, 5, name='a')
+        other = nnlstm.LSTM(x, 5, name='b')
+    rec = record.records_of(graph_variables([y]))[0]
+    theirs = record.records_of(graph_variables([other]))[0]
+    assert genuine(rec)
+    assert not genuine(rec._replace(directions=theirs.directions))
