@@ -298,15 +298,22 @@ class LSTMCore(Core):
         a, i, f, o = blocks(z, 4, self.units, self.view)
         mul = self.mul
         if w_ci is not None:  # peepholes: diagonal, so a broadcast product per gate
-            i, f = (F.add2(g, F.mul2(state.c, F.reshape(p, (1, self.units))))
-                    for g, p in ((i, w_ci), (f, w_cf)))
+            p_ci, p_cf, p_co = self.peephole_rows()
+            i, f = F.add2(i, F.mul2(state.c, p_ci)), F.add2(f, F.mul2(state.c, p_cf))
         c = F.add2(mul(self.ract(f), state.c), mul(self.ract(i), self.act(a)))
         if w_co is not None:
-            o = F.add2(o, F.mul2(c, F.reshape(w_co, (1, self.units))))
+            o = F.add2(o, F.mul2(c, p_co))
         h = mul(self.ract(o), self.act(c))
         if w_hr is not None:
             h = F.affine(h, w_hr)
         return h, LSTMState(c, h)
+
+    def peephole_rows(self):
+        """w_ci, w_cf, w_co as (1, H) rows that broadcast over the batch (NNabla's Mul2
+        needs equal ranks), reshaped once per layer rather than at every step."""
+        if not hasattr(self, '_peephole_rows'):
+            self._peephole_rows = tuple(F.reshape(p, (1, self.units)) for p in self.params[2:5])
+        return self._peephole_rows
 
 
 class GRUCore(Core):

@@ -32,7 +32,7 @@ def load_example(name):
 
 char_lm = load_example('char_lm')
 SMALL = types.SimpleNamespace(embed=5, units=7, num_layers=2, dropout=0.3,
-                              recurrent_dropout=0.3)
+                              recurrent_dropout=0.3, weight_dropout=0.2)
 
 
 def test_windows_continue_each_stream_where_the_last_ended():

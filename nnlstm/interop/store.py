@@ -246,7 +246,7 @@ def split(cell, params, variants=()):
     of the ``variants`` a converter maps itself (``'proj_size'``: the recurrent rows are
     then P) are checked and left out."""
     arrays, d, _ = checked(params, cell, variants)
-    arrays = {k: v for k, v in arrays.items() if k in PARAMETERS[cell] and k != PROJECTION}
+    arrays = {k: v for k, v in arrays.items() if k != PROJECTION}
     options = variant_of(cell, arrays)
     lay = layout(cell, **options)
     if lay.fused:
