@@ -67,7 +67,7 @@ def tanh(v):
 
 def rational_tanh(v):
     c = np.float32(7.90531110763549805)
-    x = np.minimum(np.maximum(v, -c), c)
+    x = np.minimum(np.maximum(v, -c), c)  # NaN stays NaN
     x2 = x * x
     p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
     p = p * x2 + np.float32(-8.60467152213735e-11)
@@ -84,7 +84,7 @@ def rational_tanh(v):
 if numba is not None:
     @numba.extending.overload(tanh)
     def _compiled_tanh(v):
-        if getattr(v, 'dtype', None) == numba.float32:
+        if numba.float32 in (v, getattr(v, 'dtype', None)):  # an element or an array
             return rational_tanh
         return lambda v: np.tanh(v)
 
@@ -113,17 +113,6 @@ if numba is not None:
 
 
 @compiled
-def activate(code, v, half):
-    if code == 0:
-        return tanh(v)
-    if code == 1:
-        return half * tanh(half * v) + half  # sigmoid: one tanh
-    if code == 2:
-        return np.maximum(v, v * 0)
-    return v
-
-
-@compiled
 def slope(code, y, one):
     """The activation's derivative, from its output ``y``."""
     if code == 0:
@@ -141,12 +130,33 @@ def masked(h, h_mask):
 
 
 @compiled
+def activated(code, v, half):
+    """The activation ``code`` of the array ``v``, as a new array: compiled, one loop per
+    activation (one array in, one out, no branch inside, so it vectorizes); in NumPy one
+    expression. Sigmoid is ½·tanh(½v) + ½ (one tanh)."""
+    flat = v.ravel()
+    out = np.empty_like(flat)
+    if code == 0:
+        for k in span(flat.shape[0]):
+            out[k] = tanh(flat[k])
+    elif code == 1:
+        for k in span(flat.shape[0]):
+            out[k] = half * tanh(half * flat[k]) + half
+    elif code == 2:
+        for k in span(flat.shape[0]):
+            out[k] = np.maximum(flat[k], flat[k] * 0)
+    else:
+        out[:] = flat
+    return out.reshape(v.shape)
+
+
+@compiled
 def lstm_forward(xw, wht, c, h, h_mask, valid, act, ract, order, one, half, keep):
-    """LSTM over ``xw`` (T, 4H, B) = W_x x + b; ``wht`` (4H, H) the recurrent rows of W,
-    transposed; ``c``, ``h`` (H, B), updated in place. ``order`` the gate rows of a, i, f,
-    o. Returns y (T, H, B) and the cache: the activated gates (T, 4, H, B), c_{t-1} and
-    act(c_t) (T, H, B each), the masked h_{t-1} (T, H, B)."""
-    steps, cols, batch = xw.shape
+    """LSTM over ``xw`` (4H, T, B) = W_x x + b; ``wht`` (4H, H) the recurrent rows of W,
+    transposed; ``c``, ``h`` (H, B) the initial state. ``order`` the gate rows of a, i,
+    f, o. Returns y (T, H, B), c_T, h_T and the cache: the activated gates (T, 4, H, B),
+    c_{t-1} and act(c_t) (T, H, B each), the masked h_{t-1} (H, T, B)."""
+    cols, steps, batch = xw.shape
     units = cols // 4
     ia, ii, if_, io = order
     n = steps if keep else 0
@@ -154,212 +164,196 @@ def lstm_forward(xw, wht, c, h, h_mask, valid, act, ract, order, one, half, keep
     gates = np.empty((n, 4, units, batch), xw.dtype)
     cprev = np.empty((n, units, batch), xw.dtype)
     tcs = np.empty((n, units, batch), xw.dtype)
-    hms = np.empty((n, units, batch), xw.dtype)
+    hms = np.empty((units, n, batch), xw.dtype)
     for s in range(steps):
         hm = masked(h, h_mask)
-        z = (xw[s] + np.dot(wht, hm)).reshape(4, units, batch)
+        z = (xw[:, s] + np.dot(wht, hm)).reshape(4, units, batch)
+        g = np.empty_like(z)
+        for k in range(4):
+            g[k] = activated(act if k == ia else ract, z[k], half)
+        a, i, f, o = g[ia], g[ii], g[if_], g[io]
+        cn = f * c + i * a
+        tc = activated(act, cn, half)
+        hn = o * tc
         if keep:
-            hms[s] = hm
-            cprev[s] = c
-        for j in span(units):
-            for b in span(batch):
-                a = activate(act, z[ia, j, b], half)
-                i = activate(ract, z[ii, j, b], half)
-                f = activate(ract, z[if_, j, b], half)
-                o = activate(ract, z[io, j, b], half)
-                cn = f * c[j, b] + i * a
-                tc = activate(act, cn, half)
-                hn = o * tc
-                if keep:
-                    gates[s, ia, j, b] = a
-                    gates[s, ii, j, b] = i
-                    gates[s, if_, j, b] = f
-                    gates[s, io, j, b] = o
-                    tcs[s, j, b] = tc
-                if valid.shape[0]:
-                    m = valid[s, b]
-                    y[s, j, b] = m * hn
-                    c[j, b] = m * cn + (one - m) * c[j, b]
-                    h[j, b] = m * hn + (one - m) * h[j, b]
-                else:
-                    y[s, j, b] = hn
-                    c[j, b] = cn
-                    h[j, b] = hn
-    return y, gates, cprev, tcs, hms
+            gates[s], cprev[s], tcs[s], hms[:, s] = g, c, tc, hm
+        if valid.shape[0]:
+            m = valid[s]
+            y[s] = m * hn
+            c = m * cn + (one - m) * c
+            h = m * hn + (one - m) * h
+        else:
+            y[s] = hn
+            c, h = cn, hn
+    return y, c, h, gates, cprev, tcs, hms
 
 
 @compiled
 def lstm_backward(dy, dc, dh, wht, gates, cprev, tcs, h_mask, valid, act, ract, order, one):
     """Backward through time of :func:`lstm_forward`: ``dy`` (T, H, B); ``dc``, ``dh``
-    (H, B) the gradients of c_T, h_T, updated in place to those of c_0, h_0. Returns dZ
-    (T, 4H, B), the gradient of the pre-activations."""
+    (H, B) the gradients of c_T, h_T. Returns dZ (4H, T, B), the gradient of the
+    pre-activations, and the gradients of c_0, h_0."""
     steps, units, batch = dy.shape
     ia, ii, if_, io = order
-    dz = np.empty((steps, 4, units, batch), dy.dtype)
+    dz = np.empty((4, units, steps, batch), dy.dtype)
+    d = np.empty((4, units, batch), dy.dtype)
     wh = np.ascontiguousarray(wht.T)
     for s in range(steps - 1, -1, -1):
-        for j in span(units):
-            for b in span(batch):
-                m = valid[s, b] if valid.shape[0] else one
-                dhn = m * (dy[s, j, b] + dh[j, b])
-                a, i = gates[s, ia, j, b], gates[s, ii, j, b]
-                f, o = gates[s, if_, j, b], gates[s, io, j, b]
-                tc = tcs[s, j, b]
-                dcn = m * dc[j, b] + dhn * o * slope(act, tc, one)
-                dz[s, ia, j, b] = dcn * i * slope(act, a, one)
-                dz[s, ii, j, b] = dcn * a * slope(ract, i, one)
-                dz[s, if_, j, b] = dcn * cprev[s, j, b] * slope(ract, f, one)
-                dz[s, io, j, b] = dhn * tc * slope(ract, o, one)
-                dc[j, b] = (one - m) * dc[j, b] + dcn * f
-                dh[j, b] = (one - m) * dh[j, b]
-        dhm = np.dot(wh, dz[s].reshape(4 * units, batch))
-        dh += dhm * h_mask if h_mask.shape[0] else dhm
-    return dz.reshape(steps, 4 * units, batch)
+        g = gates[s]
+        a, i, f, o = g[ia], g[ii], g[if_], g[io]
+        tc = tcs[s]
+        if valid.shape[0]:
+            m = valid[s]
+            dhn = m * (dy[s] + dh)
+            dcn = m * dc + dhn * o * slope(act, tc, one)
+            dh = (one - m) * dh
+            dc = (one - m) * dc + dcn * f
+        else:
+            dhn = dy[s] + dh
+            dcn = dc + dhn * o * slope(act, tc, one)
+            dc = dcn * f
+        d[ia] = dcn * i * slope(act, a, one)
+        d[ii] = dcn * a * slope(ract, i, one)
+        d[if_] = dcn * cprev[s] * slope(ract, f, one)
+        d[io] = dhn * tc * slope(ract, o, one)
+        dz[:, :, s] = d
+        dhm = np.dot(wh, d.reshape(4 * units, batch))
+        dhm = dhm * h_mask if h_mask.shape[0] else dhm
+        dh = dh + dhm if valid.shape[0] else dhm
+    return dz.reshape(4 * units, steps, batch), dc, dh
 
 
 @compiled
 def gru_forward(xw, ut, bu, unt, h, h_mask, valid, act, ract, order, one, half, keep):
-    """GRU over ``xw`` (T, 3H, B) = W_x x + b_x; ``h`` (H, B) updated in place.
-    ``reset_after`` (``unt`` empty): ``ut`` (3H, H) the recurrent kernel transposed, in the
-    gate order, and ``bu`` (3, H, B) its bias broadcast; else ``ut`` (2H, H) the z then r
-    blocks and ``unt`` (H, H) the candidate's, transposed. Returns y (T, H, B) and the
-    cache (6, T, H, B): z, r, n, the candidate's recurrent term (U_n h + c_n, or r * h
-    for reset_after=False), h_{t-1} and the masked h_{t-1}."""
-    steps, cols, batch = xw.shape
+    """GRU over ``xw`` (3H, T, B) = W_x x + b_x from ``h`` (H, B). ``reset_after``
+    (``unt`` empty): ``ut`` (3H, H) the recurrent kernel transposed, in the gate order,
+    and ``bu`` (3, H, B) its bias broadcast; else ``ut`` (2H, H) the z then r blocks and
+    ``unt`` (H, H) the candidate's, transposed. Returns y (T, H, B), h_T and the cache:
+    z, r, n and h_{t-1} (4, T, H, B), the candidate's recurrent term (U_n h + c_n, or
+    r * h for reset_after=False) and the masked h_{t-1} (H, T, B each)."""
+    cols, steps, batch = xw.shape
     units = cols // 3
     iz, ir, in_ = order
     after = unt.shape[0] == 0
     kz, kr = (iz, ir) if after else (0, 1)  # the z, r blocks of the recurrent product
     n = steps if keep else 0
     y = np.empty((steps, units, batch), xw.dtype)
-    cache = np.empty((6, n, units, batch), xw.dtype)
-    r = np.empty((units, batch), xw.dtype)
-    term = np.empty((units, batch), xw.dtype)
+    cache = np.empty((4, n, units, batch), xw.dtype)
+    terms = np.empty((units, n, batch), xw.dtype)
+    hms = np.empty((units, n, batch), xw.dtype)
     for s in range(steps):
         hm = masked(h, h_mask)
-        x = xw[s].reshape(3, units, batch)
+        x = np.ascontiguousarray(xw[:, s]).reshape(3, units, batch)
         rec = np.dot(ut, hm).reshape(ut.shape[0] // units, units, batch)
         if after:
-            rec += bu
-        for j in span(units):
-            for b in span(batch):
-                r[j, b] = activate(ract, x[ir, j, b] + rec[kr, j, b], half)
-                term[j, b] = rec[in_, j, b] if after else r[j, b] * hm[j, b]
+            rec = rec + bu
+        r = activated(ract, x[ir] + rec[kr], half)
+        term = rec[in_] if after else r * hm
         recurrent = r * term if after else np.dot(unt, term)
-        for j in span(units):
-            for b in span(batch):
-                z = activate(ract, x[iz, j, b] + rec[kz, j, b], half)
-                cand = activate(act, x[in_, j, b] + recurrent[j, b], half)
-                hn = cand + z * (h[j, b] - cand)
-                if keep:
-                    cache[0, s, j, b] = z
-                    cache[2, s, j, b] = cand
-                    cache[4, s, j, b] = h[j, b]
-                if valid.shape[0]:
-                    m = valid[s, b]
-                    y[s, j, b] = m * hn
-                    h[j, b] = m * hn + (one - m) * h[j, b]
-                else:
-                    y[s, j, b] = hn
-                    h[j, b] = hn
+        z = activated(ract, x[iz] + rec[kz], half)
+        cand = activated(act, x[in_] + recurrent, half)
+        hn = cand + z * (h - cand)
         if keep:
-            cache[1, s] = r
-            cache[3, s] = term
-            cache[5, s] = hm
-    return y, cache
+            cache[0, s], cache[1, s], cache[2, s], cache[3, s] = z, r, cand, h
+            terms[:, s], hms[:, s] = term, hm
+        if valid.shape[0]:
+            m = valid[s]
+            y[s] = m * hn
+            h = m * hn + (one - m) * h
+        else:
+            y[s] = hn
+            h = hn
+    return y, h, cache, terms, hms
 
 
 @compiled
-def gru_backward(dy, dh, ut, unt, cache, h_mask, valid, act, ract, order, one):
-    """Backward through time of :func:`gru_forward`; ``dh`` (H, B) is updated in place
-    to the gradient of h_0. Returns dXW (T, 3H, B) (of W_x x + b_x) and dR (T, 3H or 2H,
-    B) (of the recurrent product)."""
+def gru_backward(dy, dh, ut, unt, cache, terms, hms, h_mask, valid, act, ract, order, one):
+    """Backward through time of :func:`gru_forward` from ``dy`` (T, H, B) and ``dh``
+    (H, B), the gradient of h_T. Returns dXW (3H, T, B) (of W_x x + b_x), dR (3H or 2H,
+    T, B) (of the recurrent product) and the gradient of h_0."""
     steps, units, batch = dy.shape
     iz, ir, in_ = order
     after = unt.shape[0] == 0
     kz, kr = (iz, ir) if after else (0, 1)
-    dxw = np.empty((steps, 3, units, batch), dy.dtype)
-    drec = np.empty((steps, ut.shape[0] // units, units, batch), dy.dtype)
+    blocks = ut.shape[0] // units
+    dxw = np.empty((3, units, steps, batch), dy.dtype)
+    drec = np.empty((blocks, units, steps, batch), dy.dtype)
+    dx = np.empty((3, units, batch), dy.dtype)
+    dr = np.empty((blocks, units, batch), dy.dtype)
     u = np.ascontiguousarray(ut.T)
     un = np.ascontiguousarray(unt.T)
     for s in range(steps - 1, -1, -1):
-        for j in span(units):
-            for b in span(batch):
-                m = valid[s, b] if valid.shape[0] else one
-                dhn = m * (dy[s, j, b] + dh[j, b])
-                z, cand = cache[0, s, j, b], cache[2, s, j, b]
-                dzp = dhn * (cache[4, s, j, b] - cand) * slope(ract, z, one)
-                dnp = dhn * (one - z) * slope(act, cand, one)
-                dxw[s, iz, j, b] = dzp
-                dxw[s, in_, j, b] = dnp
-                drec[s, kz, j, b] = dzp
-                if after:
-                    r = cache[1, s, j, b]
-                    drp = dnp * cache[3, s, j, b] * slope(ract, r, one)
-                    drec[s, in_, j, b] = dnp * r
-                    drec[s, kr, j, b] = drp
-                    dxw[s, ir, j, b] = drp
-                dh[j, b] = (one - m) * dh[j, b] + dhn * z
-        if after:
-            dhm = np.dot(u, drec[s].reshape(3 * units, batch))
+        z, r, cand, hp = cache[0, s], cache[1, s], cache[2, s], cache[3, s]
+        if valid.shape[0]:
+            m = valid[s]
+            dhn = m * (dy[s] + dh)
+            dh = (one - m) * dh + dhn * z
         else:
-            dterm = np.dot(un, dxw[s, in_])
-            r = cache[1, s]
-            for j in span(units):
-                for b in span(batch):
-                    drp = dterm[j, b] * cache[5, s, j, b] * slope(ract, r[j, b], one)
-                    drec[s, kr, j, b] = drp
-                    dxw[s, ir, j, b] = drp
-            dhm = np.dot(u, drec[s].reshape(2 * units, batch)) + dterm * r
-        dh += dhm * h_mask if h_mask.shape[0] else dhm
-    return dxw.reshape(steps, 3 * units, batch), drec.reshape(steps, -1, batch)
+            dhn = dy[s] + dh
+            dh = dhn * z
+        dzp = dhn * (hp - cand) * slope(ract, z, one)
+        dnp = dhn * (one - z) * slope(act, cand, one)
+        dx[iz], dx[in_], dr[kz] = dzp, dnp, dzp
+        if after:
+            drp = dnp * terms[:, s] * slope(ract, r, one)
+            dr[kr], dr[in_] = drp, dnp * r
+            dhm = np.dot(u, dr.reshape(3 * units, batch))
+        else:
+            dterm = np.dot(un, dnp)
+            drp = dterm * hms[:, s] * slope(ract, r, one)
+            dr[kr] = drp
+            dhm = np.dot(u, dr.reshape(2 * units, batch)) + dterm * r
+        dx[ir] = drp
+        dxw[:, :, s], drec[:, :, s] = dx, dr
+        dh = dh + (dhm * h_mask if h_mask.shape[0] else dhm)
+    return (dxw.reshape(3 * units, steps, batch), drec.reshape(blocks * units, steps, batch),
+            dh)
 
 
 @compiled
 def rnn_forward(xw, wht, h, h_mask, valid, act, one, half, keep):
-    """SimpleRNN over ``xw`` (T, H, B) = W_x x + b; ``wht`` (H, H) the recurrent rows of W,
-    transposed; ``h`` (H, B) updated in place. Returns y (T, H, B) and the cache: h_t
-    before the blend, the masked h_{t-1} (2, T, H, B)."""
-    steps, units, batch = xw.shape
+    """SimpleRNN over ``xw`` (H, T, B) = W_x x + b from ``h`` (H, B); ``wht`` (H, H) the
+    recurrent rows of W, transposed. Returns y (T, H, B), h_T and the cache: h_t before
+    the blend (T, H, B), the masked h_{t-1} (H, T, B)."""
+    units, steps, batch = xw.shape
     n = steps if keep else 0
     y = np.empty((steps, units, batch), xw.dtype)
-    cache = np.empty((2, n, units, batch), xw.dtype)
+    cache = np.empty((n, units, batch), xw.dtype)
+    hms = np.empty((units, n, batch), xw.dtype)
     for s in range(steps):
         hm = masked(h, h_mask)
-        z = xw[s] + np.dot(wht, hm)
+        hn = activated(act, xw[:, s] + np.dot(wht, hm), half)
         if keep:
-            cache[1, s] = hm
-        for j in span(units):
-            for b in span(batch):
-                hn = activate(act, z[j, b], half)
-                if keep:
-                    cache[0, s, j, b] = hn
-                if valid.shape[0]:
-                    m = valid[s, b]
-                    y[s, j, b] = m * hn
-                    h[j, b] = m * hn + (one - m) * h[j, b]
-                else:
-                    y[s, j, b] = hn
-                    h[j, b] = hn
-    return y, cache
+            cache[s], hms[:, s] = hn, hm
+        if valid.shape[0]:
+            m = valid[s]
+            y[s] = m * hn
+            h = m * hn + (one - m) * h
+        else:
+            y[s] = hn
+            h = hn
+    return y, h, cache, hms
 
 
 @compiled
 def rnn_backward(dy, dh, wht, cache, h_mask, valid, act, one):
-    """Backward through time of :func:`rnn_forward`; ``dh`` updated in place to the
-    gradient of h_0. Returns dXW (T, H, B)."""
+    """Backward through time of :func:`rnn_forward` from ``dy`` (T, H, B) and ``dh``, the
+    gradient of h_T. Returns dXW (H, T, B) and the gradient of h_0."""
     steps, units, batch = dy.shape
-    dxw = np.empty((steps, units, batch), dy.dtype)
+    dxw = np.empty((units, steps, batch), dy.dtype)
     wh = np.ascontiguousarray(wht.T)
     for s in range(steps - 1, -1, -1):
-        for j in span(units):
-            for b in span(batch):
-                m = valid[s, b] if valid.shape[0] else one
-                dxw[s, j, b] = m * (dy[s, j, b] + dh[j, b]) * slope(act, cache[0, s, j, b], one)
-                dh[j, b] = (one - m) * dh[j, b]
-        dhm = np.dot(wh, dxw[s])
-        dh += dhm * h_mask if h_mask.shape[0] else dhm
-    return dxw
+        if valid.shape[0]:
+            m = valid[s]
+            d = m * (dy[s] + dh) * slope(act, cache[s], one)
+            dh = (one - m) * dh
+        else:
+            d = (dy[s] + dh) * slope(act, cache[s], one)
+            dh = dh * 0
+        dxw[:, s] = d
+        dhm = np.dot(wh, d)
+        dh = dh + (dhm * h_mask if h_mask.shape[0] else dhm)
+    return dxw, dh
 
 
 # ------------------------------------------------------------------- NumPy around the loops
@@ -414,8 +408,8 @@ def processing_order(reverse, lengths, steps, batch):
 
 
 def feature_major(a):
-    """(..., B, F) as a new C-contiguous (..., F, B) (the loops update states in place)."""
-    return np.swapaxes(a, -1, -2).copy()
+    """(..., B, F) as a C-contiguous (..., F, B)."""
+    return np.ascontiguousarray(np.swapaxes(a, -1, -2))
 
 
 def permuted(a, perm, inverse=False):
@@ -429,12 +423,6 @@ def permuted(a, perm, inverse=False):
     out = np.empty_like(a)
     out[perm, rows] = a
     return out
-
-
-def contract(a, b):
-    """``sum over t, b of a[t, :, b] (x) b[t, :, b]``: ``a`` (T, I, B), ``b`` (T, O, B) ->
-    (I, O), a weight's gradient from its input and its output's gradient."""
-    return np.tensordot(a, b, axes=([0, 2], [0, 2]))
 
 
 def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None, keep=True):
@@ -483,19 +471,23 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
     else:
         w, bx = params[:2]
         wx, rec = w[:dim], (feature_major(w[dim:]),)
+    xs = np.ascontiguousarray(xp.transpose(2, 0, 1))              # (D, T, B)
     with one_blas_thread():
-        xw = np.dot(xp.reshape(steps * batch, dim), wx)
+        xw = np.dot(wx.T, xs.reshape(dim, steps * batch))          # (G, T * B)
         if bx is not None:
-            xw += bx
-        xw = feature_major(xw.reshape(steps, batch, -1))          # (T, G, B)
+            xw += bx.reshape(-1, 1)
+        xw = xw.reshape(-1, steps, batch)
         if spec.kind == 'lstm':
-            y, *kept = lstm_forward(xw, rec[0], *state, hm, vm, act, ract, order, one, half,
-                                    keep)
+            y, c, h, *kept = lstm_forward(xw, rec[0], *state, hm, vm, act, ract, order, one,
+                                          half, keep)
+            state = [c, h]
         elif spec.kind == 'gru':
-            y, *kept = gru_forward(xw, *rec, state[0], hm, vm, act, ract, order, one, half,
-                                   keep)
+            y, h, *kept = gru_forward(xw, *rec, state[0], hm, vm, act, ract, order, one,
+                                      half, keep)
+            state = [h]
         else:
-            y, *kept = rnn_forward(xw, rec[0], state[0], hm, vm, act, one, half, keep)
+            y, h, *kept = rnn_forward(xw, rec[0], state[0], hm, vm, act, one, half, keep)
+            state = [h]
     y = y.transpose(0, 2, 1)                                      # (T, B, H)
     if spec.input_order:
         y = permuted(y, perm, inverse=True)
@@ -503,7 +495,7 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
     final = tuple(s.T for s in state)
     cache = None
     if keep:
-        cache = dict(xp=xp, perm=perm, valid=vm, h_mask=hm, x_mask=x_mask, wx=wx, rec=rec,
+        cache = dict(xs=xs, perm=perm, valid=vm, h_mask=hm, x_mask=x_mask, wx=wx, rec=rec,
                      kept=kept, codes=(act, ract), order=order,
                      present=[p is not None for p in params])
     return y, final, cache
@@ -523,32 +515,37 @@ def backward(spec, cache, dy, dfinal, need_x=True):
     dstate = [feature_major(np.asarray(d, dtype)) for d in dfinal]
     act, ract = cache['codes']
     order, rec, kept, hm, vm = (cache[k] for k in ('order', 'rec', 'kept', 'h_mask', 'valid'))
+    steps, batch = dyt.shape[0], dyt.shape[2]
+
+    def flat(a):  # (F, T, B) -> (F, T * B)
+        return a.reshape(a.shape[0], steps * batch)
+
     with one_blas_thread():
         if spec.kind == 'lstm':
-            dxw = lstm_backward(dyt, *dstate, rec[0], *kept[:3], hm, vm, act, ract, order,
-                                one)
-            hms = kept[3]
+            dxw, *dstate = lstm_backward(dyt, *dstate, rec[0], *kept[:3], hm, vm, act, ract,
+                                         order, one)
         elif spec.kind == 'gru':
-            dxw, drec = gru_backward(dyt, dstate[0], rec[0], rec[2], kept[0], hm, vm, act,
-                                     ract, order, one)
-            hms = kept[0][5]
+            dxw, drec, dh = gru_backward(dyt, dstate[0], rec[0], rec[2], *kept[:3], hm, vm,
+                                         act, ract, order, one)
+            dstate = [dh]
         else:
-            dxw = rnn_backward(dyt, dstate[0], rec[0], kept[0], hm, vm, act, one)
-            hms = kept[0][1]
-        xp = cache['xp']
-        dwx = np.tensordot(xp, dxw, axes=([0, 1], [0, 2]))      # (D, G)
-        db = dxw.sum(axis=(0, 2))
+            dxw, dh = rnn_backward(dyt, dstate[0], rec[0], kept[0], hm, vm, act, one)
+            dstate = [dh]
+        hms, dxw = flat(kept[-1]), flat(dxw)
+        dwx = np.dot(flat(cache['xs']), dxw.T)                    # (D, G)
+        db = dxw.sum(axis=1)
         if spec.kind != 'gru':
-            dparams = [np.concatenate([dwx, contract(hms, dxw)]), db]
+            dparams = [np.concatenate([dwx, np.dot(hms, dxw.T)]), db]
         elif spec.reset_after:
-            dparams = [dwx, db, contract(hms, drec), drec.sum(axis=(0, 2)), None, None]
+            drec = flat(drec)
+            dparams = [dwx, db, np.dot(hms, drec.T), drec.sum(axis=1), None, None]
         else:
             n = order[2] * spec.units
-            dparams = [dwx, db, None, None, contract(hms, drec),
-                       contract(kept[0][3], dxw[:, n:n + spec.units])]
+            dparams = [dwx, db, None, None, np.dot(hms, flat(drec).T),
+                       np.dot(flat(kept[1]), dxw[n:n + spec.units].T)]
         dx = None
         if need_x:
-            dxp = np.tensordot(dxw, cache['wx'], axes=([1], [1]))  # (T, B, D)
+            dxp = np.dot(dxw.T, cache['wx'].T).reshape(steps, batch, -1)   # (T, B, D)
             if cache['x_mask'] is not None:
                 dxp *= cache['x_mask']
             dxp = permuted(dxp, cache['perm'], inverse=True)
