@@ -109,6 +109,25 @@ def test_each_cell_places_its_masks_as_keras_does(rng, masks, case, go_backwards
 
 @pytest.mark.parametrize('fused', PATHS)
 @pytest.mark.parametrize('case', CASES)
+def test_inference_draws_no_masks(rng, masks, case, fused):
+    """``training=False``, and a graph built under ``nn.no_grad()``, draw no mask and equal
+    the reference without dropout."""
+    x = rng.randn(B, T, D)
+    y = build(case, var(x), return_sequences=True, dropout=P, recurrent_dropout=P,
+              training=False, fused=fused)
+    with nn.no_grad():
+        y2 = build(case, var(x), return_sequences=True, dropout=P, recurrent_dropout=P,
+                   fused=fused)
+    assert masks.drawn == []
+    randomize(rng, 'layer')
+    F.sink(y, y2).forward()
+    want, _ = equations(case, 'layer', x, None)
+    for got in (y, y2):
+        np.testing.assert_allclose(got.d, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('fused', PATHS)
+@pytest.mark.parametrize('case', CASES)
 def test_bidirectional_gives_each_direction_its_own_masks(rng, masks, case, fused):
     """Each direction draws its own input and recurrent masks (Keras' Bidirectional: two
     cells, each with its masks) and places them as the cell does: the backward direction,
