@@ -19,6 +19,8 @@ layer), the named activations, ``use_bias``. Gradients honour NNabla's ``propaga
 and ``accum`` flags. What a function needs to be rebuilt as the unrolled graph (for export:
 :func:`nnlstm.export.unfuse`) is in its ``args``.
 """
+import weakref
+
 import numpy as np
 import nnabla as nn
 from nnabla.function import PythonFunction
@@ -36,10 +38,10 @@ try:
 except ImportError:
     ThreadpoolController = None
 
-#: The activation names the kernels compute, by their code in the compiled loops.
 #: The gates each kernel names, in the order it takes their indices in nnlstm's layout.
 GATES = {'lstm': 'aifo', 'gru': 'zrn'}
 
+#: The activation names the kernels compute, by their code in the compiled loops.
 ACTIVATION_CODES = {'tanh': 0, 'sigmoid': 1, 'relu': 2, 'linear': 3, None: 3}
 
 
@@ -552,3 +554,128 @@ def backward(spec, cache, dy, dfinal, need_x=True):
             dx = dxp if spec.time_major else dxp.transpose(1, 0, 2)
     dparams = [d if p else None for d, p in zip(dparams, cache['present'])]
     return dx, dparams, tuple(d.T for d in dstate)
+
+
+# ------------------------------------------------------------------- the NNabla function
+
+#: Each fused function of a live graph, by the key of its first output (``hash``, as
+#: :mod:`nnlstm.record` keys Variables): how the export finds and unrolls them. Weak, so
+#: the registry keeps no graph alive.
+FUNCTIONS = weakref.WeakValueDictionary()
+
+#: The inputs a fused function takes after ``x`` and the parameters, in this order, each
+#: only when given.
+OPTIONAL = ('state', 'x_mask', 'h_mask', 'lengths')
+
+
+class FusedLayer(PythonFunction):
+    """One direction of a recurrent layer as one NNabla function (see the module).
+
+    Inputs: ``x`` (B, T, D) ((T, B, D) with ``time_major``), the core's parameters that
+    exist (in the order of ``kind.params``), then those of :data:`OPTIONAL` in ``given``:
+    the initial state's Variables (B, H) each, the dropout masks (B, D) and (B, H), the
+    lengths (B,). Outputs: the sequence (B, T, H) (order: :class:`Spec`) and the final
+    state's Variables. ``keep`` False (no input needs a gradient) keeps no cache for a
+    backward pass. The cache of the last forward pass lives as long as the function, that
+    is, as its graph."""
+    NAME = 'NnlstmFusedLayer'
+
+    def __init__(self, ctx, spec, core, given, keep):
+        super().__init__(ctx)
+        self.spec, self.core, self.given, self.keep = spec, core, given, keep
+        self.present = [p is not None for p in core.params]
+        self.fields = len(core.state_type._fields)
+        self.cache = None
+
+    @property
+    def name(self):
+        return self.NAME
+
+    def min_outputs(self):
+        return 1 + self.fields
+
+    def grad_depends_output_data(self, i, o):
+        return False
+
+    def grad_depends_input_data(self, i, j):
+        return False  # backward reads its own cache
+
+    def slots(self, inputs):
+        """``inputs`` by role: ``(x, params in kind order (None where absent), state or
+        None, x_mask, h_mask, lengths)``."""
+        it = iter(inputs)
+        x = next(it)
+        params = [next(it) if p else None for p in self.present]
+        rest = {k: ([next(it) for _ in range(self.fields)] if k == 'state' else next(it))
+                if k in self.given else None for k in OPTIONAL}
+        return x, params, rest['state'], rest['x_mask'], rest['h_mask'], rest['lengths']
+
+    def setup_impl(self, inputs, outputs):
+        x = inputs[0].shape
+        batch = x[1] if self.spec.time_major else x[0]
+        outputs[0].reset_shape(tuple(x[:2]) + (self.spec.units,), True)
+        for o in outputs[1:]:
+            o.reset_shape((batch, self.spec.units), True)
+
+    def forward_impl(self, inputs, outputs):
+        x, params, state, x_mask, h_mask, lengths = self.slots(inputs)
+        d = (lambda v: None if v is None else v.d)
+        y, final, self.cache = forward(
+            self.spec, x.d, [d(p) for p in params], None if state is None else
+            [s.d for s in state], d(x_mask), d(h_mask), d(lengths), keep=self.keep)
+        outputs[0].d = y
+        for o, f in zip(outputs[1:], final):
+            o.d = f
+
+    def backward_impl(self, inputs, outputs, propagate_down, accum):
+        if self.cache is None:
+            raise RuntimeError("%s: backward without a forward pass that kept its cache "
+                               "(the graph was built with no input needing a gradient)"
+                               % self.NAME)
+        dx, dparams, dstate = backward(self.spec, self.cache, outputs[0].g,
+                                       [o.g for o in outputs[1:]], need_x=propagate_down[0])
+        x, params, state, *_ = self.slots(range(len(inputs)))
+        grads = {x: dx}
+        grads.update({i: g for i, g in zip(params, dparams) if i is not None})
+        grads.update(zip(state or (), dstate))
+        for i, v in enumerate(inputs):
+            if not propagate_down[i]:
+                continue
+            g = grads.get(i)
+            if g is None:  # the lengths and the masks: no gradient
+                g = np.zeros(v.shape, np.float32)
+            v.g = v.g + g if accum[i] else g
+
+
+def layer(core, inputs, state, reverse, time_major, lengths, dropout, recurrent_dropout,
+          order):
+    """The fused counterpart of :func:`nnlstm.unroll.unroll` and the stack of its outputs:
+    run ``core``'s layer over ``inputs`` as one :class:`FusedLayer`, the variational dropout
+    masks (rates ``dropout``, ``recurrent_dropout``) drawn once per sequence as the unrolled
+    graph draws them. ``order`` 'input', 'processing' or None: the order of the returned
+    sequence, or None to return none (the function computes it anyway). Returns
+    ``(sequence or None, final_state)``."""
+    from .unroll import dropout_mask
+    kind = core.kind
+    batch, steps, dim = (inputs.shape[1], inputs.shape[0], inputs.shape[2]) if time_major \
+        else inputs.shape
+    options = core.options
+    spec = Spec(kind=kind.name, units=core.units, activation=options['activation'],
+                recurrent_activation=options.get('recurrent_activation'),
+                reset_after=options.get('reset_after'), reverse=reverse,
+                time_major=time_major, input_order=order == 'input')
+    extra = {'state': None if state is None else list(state),
+             'x_mask': dropout_mask((batch, dim), dropout) if dropout else None,
+             'h_mask': (dropout_mask((batch, core.units), recurrent_dropout)
+                        if recurrent_dropout else None),
+             'lengths': lengths}
+    given = tuple(k for k in OPTIONAL if extra[k] is not None)
+    variables = [inputs] + [p for p in core.params if p is not None]
+    for k in given:
+        variables += extra[k] if k == 'state' else [extra[k]]
+    keep = any(v.need_grad for v in variables)
+    function = FusedLayer(nn.get_current_context(), spec, core, given, keep)
+    outputs = function(*variables, n_outputs=function.min_outputs())
+    function.rates = (dropout, recurrent_dropout)
+    FUNCTIONS[hash(outputs[0])] = function
+    return (outputs[0] if order else None), core.state_type(*outputs[1:])

@@ -11,6 +11,7 @@ import nnabla.functions as F
 import nnabla.parameter
 
 from . import _checks, gates, mc, record
+from . import fused as kernels
 from .carry import Carry
 from .cells import LSTMState, differentiable
 from .kinds import KINDS, VARIANTS, owners, parameter_doc
@@ -79,31 +80,58 @@ def prepare(kind, inputs, units, initial_state, name, time_major=False, lengths=
 
 def run(kind, inputs, units, initial_state=None, name='rnn', reverse=False, time_major=False,
         lengths=None, dropout=0.0, recurrent_dropout=0.0, training=None, stateful=None,
-        resets=None, cell_options=None):
-    """Check the arguments, build the core in scope ``name`` and unroll it.
+        resets=None, cell_options=None, fused=None, order='input'):
+    """Check the arguments, build the core in scope ``name`` and run it over the sequence:
+    as one fused function where :func:`fused_path` says so, else unrolled.
 
-    Returns ``(outputs, final_state, lengths, direction)``: outputs and final state as
-    :func:`nnlstm.unroll.unroll` (outputs aligned with the input steps whatever the
-    direction), ``lengths`` as a Variable or None, ``direction`` the
-    :class:`nnlstm.record.Direction` an export reads. ``training`` None means "unless built
-    under ``nn.no_grad()``, and always under :func:`nnlstm.mc.sampling`"; dropout and the
-    zoneout and weight-dropout masks are only built while training.
+    Returns ``(sequence, final_state, lengths, direction)``: ``sequence`` the stacked
+    outputs, (B, T, H) ((T, B, H) with ``time_major``), in the input's step order
+    (``order='input'``) or in processing order (``'processing'``, Keras' ``go_backwards``
+    output: with ``lengths``, each sequence's valid steps reversed, then its padding), or
+    None (``order=None``); the final state as :func:`nnlstm.unroll.unroll`'s; ``lengths``
+    as a Variable or None; ``direction`` the :class:`nnlstm.record.Direction` an export
+    reads (None for NNabla's ``F.lstm``, which no export takes). ``training`` None means
+    "unless built under ``nn.no_grad()``, and always under :func:`nnlstm.mc.sampling`";
+    dropout and the zoneout and weight-dropout masks are only built while training.
     """
     dropout = _checks.probability(dropout, 'dropout')
     recurrent_dropout = _checks.probability(recurrent_dropout, 'recurrent_dropout')
     if _checks.flag(training, 'training', optional=True) is None:
         training = mc.dropout_on()
+    options = dict(cell_options or {}, dropout=dropout, recurrent_dropout=recurrent_dropout,
+                   resets=resets, training=training)
+    path = fused_path(fused, kind, reverse, time_major, lengths, options)
+    if path == 'cudnn':
+        sequence, final = fused_lstm(kind, inputs, units, initial_state, name, stateful,
+                                     cell_options)
+        return sequence, final, None, None
     core, state, lengths = prepare(kind, inputs, units, initial_state, name, time_major,
                                    lengths, stateful, cell_options, training)
-    outputs, final = unroll(core, inputs, state, reverse, time_major, lengths,
-                            dropout if training else 0.0,
-                            recurrent_dropout if training else 0.0, resets,
-                            carried=stateful is not None)
+    rates = (dropout, recurrent_dropout) if training else (0.0, 0.0)
+    if path == 'cpu':
+        sequence, final = kernels.layer(core, inputs, state, reverse, time_major, lengths,
+                                      *rates, order)
+    else:
+        outputs, final = unroll(core, inputs, state, reverse, time_major, lengths, *rates,
+                                resets, carried=stateful is not None)
+        sequence = stacked(outputs, order, reverse, lengths, time_major)
     if stateful is not None:
         stateful._track(state, final)
     dropped = bool(training and (dropout or recurrent_dropout or core.weight_dropout))
-    return outputs, final, lengths, record.Direction(core, state, reverse, dropped,
-                                                     resets is not None)
+    return sequence, final, lengths, record.Direction(core, state, reverse, dropped,
+                                                      resets is not None)
+
+
+def stacked(outputs, order, reverse, lengths, time_major):
+    """The T (B, H) ``outputs`` of :func:`nnlstm.unroll.unroll` (input order) stacked in
+    ``order`` (see :func:`run`), or None for ``order`` None."""
+    if order is None:
+        return None
+    if order == 'input' or not reverse:
+        return stack(outputs, time_major)
+    if lengths is None:
+        return stack(outputs[::-1], time_major)  # Keras: processing order
+    return reverse_valid(stack(outputs, False), lengths)
 
 
 def stack(outputs, time_major):
@@ -121,47 +149,87 @@ def reverse_valid(sequence, lengths):
     return F.gather(sequence, index, axis=1, batch_dims=1)
 
 
-def fusion_blockers(kind, go_backwards, time_major, lengths, options):
-    """The options that keep a layer of ``kind`` from running as one fused function
-    (``kind.fused``: NNabla's ``F.lstm`` for LSTM): the one predicate behind the fused path
-    (an empty list means it can). ``options`` are the layer's and cell options as given."""
-    blockers = [] if kind.fused is not None else ['a %s layer' % kind.name]
+#: What runs a layer fused, by context: NNabla's ``F.lstm`` (cuDNN's) under a ``cudnn``
+#: context, :mod:`nnlstm.fused`'s kernels on the CPU.
+BACKENDS = ('cudnn', 'cpu')
+
+
+def backend():
+    """The fused backend of the current context (:data:`BACKENDS`), or None (another
+    extension, or a CPU type NumPy's kernels do not take: half)."""
+    ctx = nn.get_current_context()
+    if any(b.startswith('cudnn') for b in ctx.backend):
+        return 'cudnn'
+    if all(b.startswith('cpu') for b in ctx.backend) and ctx.backend[0] in (
+            'cpu:float', 'cpu:double'):
+        return 'cpu'
+    return None
+
+
+def fusion_blockers(kind, go_backwards, time_major, lengths, options, target='cudnn'):
+    """The options that keep a layer of ``kind`` from running as one fused function on
+    ``target`` (:data:`BACKENDS`): ``'cudnn'``, NNabla's ``F.lstm`` (LSTM only, no
+    go_backwards, time_major, lengths, dropout or other activations); ``'cpu'``,
+    :mod:`nnlstm.fused`'s kernels (every kind and those options, named activations
+    only). On both, zoneout, weight_dropout, resets and the variants of
+    :data:`nnlstm.kinds.VARIANTS` need the unrolled graph. The one predicate behind the
+    fused path (an empty list means it can). ``options`` are the layer's and cell options
+    as given."""
     activation = options.get('activation', 'tanh')
     recurrent_activation = options.get('recurrent_activation', 'sigmoid')
+    named = tuple(kernels.ACTIVATION_CODES)
+    blockers = [arg for arg, unfusable in (
+        ('`zoneout`', any(_checks.rates(options.get('zoneout', 0.0), 'zoneout',
+                                        kind.state._fields, kind.layer_name))),
+        ('`weight_dropout`', options.get('weight_dropout')),
+        ('`resets`', options.get('resets') is not None)) if unfusable]
+    blockers += ['`%s`=%r' % (o, options[o]) for o in VARIANTS
+                 if options.get(o) not in (None, False, 0)]
+    if target == 'cpu':
+        return blockers + ['`%s`=%r (only %s)' % (arg, value, ', '.join(map(repr, named[:-1])))
+                           for arg, value in (('activation', activation),
+                                              ('recurrent_activation', recurrent_activation))
+                           if callable(value) or value not in named]
+    blockers += [] if kind.fused is not None else ['a %s layer' % kind.name]
     blockers += [arg for arg, unfusable in (
         ('`go_backwards`', go_backwards), ('`time_major`', time_major),
         ('`lengths`', lengths is not None), ('`dropout`', options.get('dropout')),
         ('`recurrent_dropout`', options.get('recurrent_dropout')),
-        ('`zoneout`', any(_checks.rates(options.get('zoneout', 0.0), 'zoneout',
-                                        kind.state._fields, kind.layer_name))),
-        ('`weight_dropout`', options.get('weight_dropout')),
-        ('`resets`', options.get('resets') is not None),
         ('`activation`=%r' % (activation,), activation != 'tanh'),
         ('`recurrent_activation`=%r' % (recurrent_activation,),
          recurrent_activation != 'sigmoid')) if unfusable]
-    blockers += ['`%s`=%r' % (o, options[o]) for o in VARIANTS
-                 if options.get(o) not in (None, False, 0)]
     return blockers
 
 
-def use_fused(fused, kind, go_backwards, time_major, lengths, options):
-    """Decide the fused path: ``fused`` True demands it, False refuses it, None takes it for
-    training graphs under a cuDNN context where :func:`fusion_blockers` finds nothing."""
+def fused_path(fused, kind, go_backwards, time_major, lengths, options):
+    """Decide how a layer runs: ``'cudnn'`` (NNabla's ``F.lstm``), ``'cpu'`` (the kernels
+    of :mod:`nnlstm.fused`) or None (the unrolled graph). ``fused`` False refuses a fused
+    path; True demands it (a ValueError names what prevents it); None takes it where
+    :func:`fusion_blockers` finds nothing: on the CPU for every graph, under cuDNN for
+    training graphs (an inference graph stays unrolled there, so it exports)."""
     if fused is False:
-        return False
-    blockers = fusion_blockers(kind, go_backwards, time_major, lengths, options)
+        return None
+    if fused is not None and fused is not True:
+        raise TypeError("`fused` must be None, True or False; received %r" % (fused,))
+    target = backend()
+    if target is None:
+        blockers = ['the context %s (the fused paths need a cpu:float, cpu:double or cudnn '
+                    'context)' % (nn.get_current_context().backend,)]
+    else:
+        blockers = fusion_blockers(kind, go_backwards, time_major, lengths, options, target)
     if fused is True:
         if blockers:
-            raise ValueError("`fused`=True needs a plain LSTM; these options prevent it: %s"
-                             % ', '.join(blockers))
-        return True
-    if fused is not None:
-        raise TypeError("`fused` must be None, True or False; received %r" % (fused,))
-    cudnn = any(b.startswith('cudnn') for b in nn.get_current_context().backend)
-    training = options.get('training')
-    if training is None:
-        training = mc.dropout_on()
-    return cudnn and training and not blockers
+            raise ValueError("`fused`=True cannot run this %s layer fused (%s); these "
+                             "options prevent it: %s"
+                             % (kind.layer_name, target or 'no fused backend',
+                                ', '.join(blockers)))
+        return target
+    if blockers:
+        return None
+    if target == 'cudnn':
+        training = options.get('training')
+        return 'cudnn' if (mc.dropout_on() if training is None else training) else None
+    return target
 
 
 def fused_lstm(kind, inputs, units, initial_state, name, stateful=None, cell_options=None):
@@ -210,28 +278,18 @@ def _layer(function, inputs, units, initial_state, return_sequences, return_stat
                 go_backwards=go_backwards, time_major=time_major)
     layer, cell_options = split_options(options)
     _checks.flag(layer['training'], 'training', optional=True)
-    if use_fused(layer.pop('fused'), kind, go_backwards, time_major, lengths, options):
-        sequence, final = fused_lstm(kind, inputs, units, initial_state, name, layer['stateful'],
-                                     cell_options)
-        y = sequence if return_sequences else final.h
-        return (y,) + tuple(final) if return_state else y
-    outputs, final, lengths, direction = run(kind, inputs, units, initial_state, name,
-                                             go_backwards, time_major, lengths,
-                                             cell_options=cell_options, **layer)
-    y = final.h  # every cell outputs its hidden state; with lengths, at each own end
-    if return_sequences:
-        if not go_backwards:
-            y = stack(outputs, time_major)
-        elif lengths is None:
-            y = stack(outputs[::-1], time_major)  # Keras: processing order
-        elif time_major:
-            raise ValueError("`go_backwards` with `lengths` and `return_sequences` needs "
-                             "batch-major inputs (time_major=False)")
-        else:
-            y = reverse_valid(stack(outputs, False), lengths)
+    if go_backwards and return_sequences and lengths is not None and time_major:
+        raise ValueError("`go_backwards` with `lengths` and `return_sequences` needs "
+                         "batch-major inputs (time_major=False)")
+    sequence, final, lengths, direction = run(
+        kind, inputs, units, initial_state, name, go_backwards, time_major, lengths,
+        cell_options=cell_options, order='processing' if return_sequences else None,
+        **layer)
+    y = sequence if return_sequences else final.h  # with lengths, at each own end
     returned = (y,) + tuple(final) if return_state else (y,)
-    record.register(record.LayerRecord(name, kind, (direction,), None, inputs, lengths,
-                                       return_sequences, returned))
+    if direction is not None:
+        record.register(record.LayerRecord(name, kind, (direction,), None, inputs, lengths,
+                                           return_sequences, returned))
     return returned if return_state else y
 
 

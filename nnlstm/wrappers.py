@@ -10,7 +10,7 @@ import nnabla.functions as F
 from . import _checks, record
 from .kinds import kind_of, layer_names
 from .layers import (accepted, check_flags, check_options, layer_options, run, scope,
-                     split_options, stack)
+                     split_options)
 
 MERGES = {
     'concat': lambda a, b: F.concatenate(a, b, axis=a.ndim - 1),
@@ -101,11 +101,12 @@ def Bidirectional(layer, inputs, units, merge_mode='concat', name='bidirectional
     with scope(name):
         for direction, state, restart in zip(('forward', 'backward'), states,
                                              (resets, segment_ends(resets, time_major))):
-            outputs, final, given, part = run(kind, inputs, units, state, direction,
-                                              direction == 'backward', time_major, lengths,
-                                              resets=restart, cell_options=cell_options,
-                                              **options)
-            ys.append(stack(outputs, time_major) if return_sequences else final.h)
+            sequence, final, given, part = run(kind, inputs, units, state, direction,
+                                               direction == 'backward', time_major, lengths,
+                                               resets=restart, cell_options=cell_options,
+                                               order='input' if return_sequences else None,
+                                               **options)
+            ys.append(sequence if return_sequences else final.h)
             finals.extend(final)
             directions.append(part)
     y = tuple(ys) if merge_mode is None else (MERGES[merge_mode](*ys),)
