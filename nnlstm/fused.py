@@ -580,9 +580,10 @@ class FusedLayer(PythonFunction):
     is, as its graph."""
     NAME = 'NnlstmFusedLayer'
 
-    def __init__(self, ctx, spec, core, given, keep):
+    def __init__(self, ctx, spec, core, given, keep, rates):
         super().__init__(ctx)
-        self.spec, self.core, self.given, self.keep = spec, core, given, keep
+        self.context, self.spec, self.core, self.given, self.keep = ctx, spec, core, given, keep
+        self.rates = rates  # the dropout rates its masks were drawn with
         self.present = [p is not None for p in core.params]
         self.fields = len(core.state_type._fields)
         self.cache = None
@@ -599,6 +600,11 @@ class FusedLayer(PythonFunction):
 
     def grad_depends_input_data(self, i, j):
         return False  # backward reads its own cache
+
+    def again(self, inputs):
+        """A new function like this one, called on ``inputs`` (this one's): its outputs."""
+        return call(FusedLayer(self.context, self.spec, self.core, self.given, self.keep,
+                               self.rates), inputs)
 
     def slots(self, inputs):
         """``inputs`` by role: ``(x, params in kind order (None where absent), state or
@@ -647,6 +653,14 @@ class FusedLayer(PythonFunction):
             v.g = v.g + g if accum[i] else g
 
 
+def call(function, variables):
+    """``function`` (a :class:`FusedLayer`) called on ``variables``, registered in
+    :data:`FUNCTIONS`: its outputs."""
+    outputs = function(*variables, n_outputs=function.min_outputs())
+    FUNCTIONS[hash(outputs[0])] = function
+    return outputs
+
+
 def layer(core, inputs, state, reverse, time_major, lengths, dropout, recurrent_dropout,
           order):
     """The fused counterpart of :func:`nnlstm.unroll.unroll` and the stack of its outputs:
@@ -674,8 +688,6 @@ def layer(core, inputs, state, reverse, time_major, lengths, dropout, recurrent_
     for k in given:
         variables += extra[k] if k == 'state' else [extra[k]]
     keep = any(v.need_grad for v in variables)
-    function = FusedLayer(nn.get_current_context(), spec, core, given, keep)
-    outputs = function(*variables, n_outputs=function.min_outputs())
-    function.rates = (dropout, recurrent_dropout)
-    FUNCTIONS[hash(outputs[0])] = function
+    outputs = call(FusedLayer(nn.get_current_context(), spec, core, given, keep,
+                              (dropout, recurrent_dropout)), variables)
     return (outputs[0] if order else None), core.state_type(*outputs[1:])

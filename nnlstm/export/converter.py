@@ -28,6 +28,7 @@ from .linear import linear_converter
 from .heads import keep_base_axis
 from .native import cut, heads, make_time_symbolic, names_for, plan, region, splice
 from .rewrite import exportable, make_batch_symbolic, make_names_unique
+from .unfuse import unfused
 
 #: ONNX opsets NNabla 1.39's converter writes and ONNX Runtime runs. The converter writes
 #: opset 7 for any other number without a word, and its opset-6 Gemm has no ONNX Runtime
@@ -279,53 +280,54 @@ def export_network(path, inputs, outputs, onnx=False, opset=13, nnb=False, nnb_b
         opset = _opset(opset)
         _checks.choice(onnx_rnn, 'onnx_rnn', ONNX_RNN)
         _checks.flag(strict, 'strict')
-    batch, graph = check_graph(inputs, outputs)
-    nnb_batch_size = (batch if nnb_batch_size is None
-                      else _checks.positive_int(nnb_batch_size, 'nnb_batch_size'))
-    converter = None
-    if onnx or nnb:
-        converter = _converter()
-    native, any_length = [], False
-    if onnx:
-        if onnx_rnn == 'native':
-            layers, found = plan(graph, opset, strict)
-            native = layers + heads(graph)
-            any_length = bool(found) and len(layers) == len(found)
-        check_onnx_graph(graph, set().union(*[region(r) for r in native]))
-    named = {key: F.identity(v) for key, v in outputs.items()}
-    files = {'nnp': path}
-    stem = path[:-len('.nnp')]
-    if onnx:
-        files['onnx'] = stem + '.onnx'
-    if nnb:
-        files['nnb'] = stem + '.nnb'
-    contents = {
-        'networks': [{'name': network_name, 'batch_size': batch,
-                      'outputs': named, 'names': dict(inputs)}],
-        'executors': [{'name': executor_name, 'network': network_name,
-                       'data': list(inputs), 'output': list(named)}],
-    }
-    with linear_converter(), keep_base_axis():
-        proto = network_proto(contents)
-        check_variable_batch(proto, network_name, inputs)
-        with staged(list(files.values())) as tmps:
-            write_nnp(tmps[path], proto)
-            with deep_recursion(len(graph.functions)):
-                if onnx:
-                    names = names_for(native, inputs)
-                    onnx_proto = proto
-                    if native:
-                        network = dict(contents['networks'][0],
-                                       names={k: v for v, k in names.items()})
-                        onnx_proto = cut(network_proto(dict(contents, networks=[network])),
-                                         network_name, native, names)
-                    write_onnx(converter, import_nnp(converter, tmps[path], onnx_proto),
-                               tmps[files['onnx']], opset, native, names,
-                               any_length)
-                if nnb:
-                    write_nnb(converter, import_nnp(converter, tmps[path], proto),
-                              tmps[files['nnb']], nnb_batch_size)
-    return files
+    with unfused(list(outputs.values())):  # fused layers: their unrolled graph
+        batch, graph = check_graph(inputs, outputs)
+        nnb_batch_size = (batch if nnb_batch_size is None
+                          else _checks.positive_int(nnb_batch_size, 'nnb_batch_size'))
+        converter = None
+        if onnx or nnb:
+            converter = _converter()
+        native, any_length = [], False
+        if onnx:
+            if onnx_rnn == 'native':
+                layers, found = plan(graph, opset, strict)
+                native = layers + heads(graph)
+                any_length = bool(found) and len(layers) == len(found)
+            check_onnx_graph(graph, set().union(*[region(r) for r in native]))
+        named = {key: F.identity(v) for key, v in outputs.items()}
+        files = {'nnp': path}
+        stem = path[:-len('.nnp')]
+        if onnx:
+            files['onnx'] = stem + '.onnx'
+        if nnb:
+            files['nnb'] = stem + '.nnb'
+        contents = {
+            'networks': [{'name': network_name, 'batch_size': batch,
+                          'outputs': named, 'names': dict(inputs)}],
+            'executors': [{'name': executor_name, 'network': network_name,
+                           'data': list(inputs), 'output': list(named)}],
+        }
+        with linear_converter(), keep_base_axis():
+            proto = network_proto(contents)
+            check_variable_batch(proto, network_name, inputs)
+            with staged(list(files.values())) as tmps:
+                write_nnp(tmps[path], proto)
+                with deep_recursion(len(graph.functions)):
+                    if onnx:
+                        names = names_for(native, inputs)
+                        onnx_proto = proto
+                        if native:
+                            network = dict(contents['networks'][0],
+                                           names={k: v for v, k in names.items()})
+                            onnx_proto = cut(network_proto(dict(contents, networks=[network])),
+                                             network_name, native, names)
+                        write_onnx(converter, import_nnp(converter, tmps[path], onnx_proto),
+                                   tmps[files['onnx']], opset, native, names,
+                                   any_length)
+                    if nnb:
+                        write_nnb(converter, import_nnp(converter, tmps[path], proto),
+                                  tmps[files['nnb']], nnb_batch_size)
+        return files
 
 
 def save_nnp(path, inputs, outputs, network_name='inference', executor_name='runtime'):
