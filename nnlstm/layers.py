@@ -156,12 +156,12 @@ BACKENDS = ('cudnn', 'cpu')
 
 def backend():
     """The fused backend of the current context (:data:`BACKENDS`), or None (another
-    extension, or a CPU type NumPy's kernels do not take: half)."""
+    extension, or a half context: the CPU kernels compute in float32, NNabla's CPU has no
+    float64)."""
     ctx = nn.get_current_context()
     if any(b.startswith('cudnn') for b in ctx.backend):
         return 'cudnn'
-    if all(b.startswith('cpu') for b in ctx.backend) and ctx.backend[0] in (
-            'cpu:float', 'cpu:double'):
+    if ctx.backend and ctx.backend[0] == 'cpu:float':
         return 'cpu'
     return None
 
@@ -213,15 +213,15 @@ def fused_path(fused, kind, go_backwards, time_major, lengths, options):
         raise TypeError("`fused` must be None, True or False; received %r" % (fused,))
     target = backend()
     if target is None:
-        blockers = ['the context %s (the fused paths need a cpu:float, cpu:double or cudnn '
-                    'context)' % (nn.get_current_context().backend,)]
+        blockers = ['the context %s (the fused paths need a cpu:float or a cudnn context)'
+                    % (nn.get_current_context().backend,)]
     else:
         blockers = fusion_blockers(kind, go_backwards, time_major, lengths, options, target)
     if fused is True:
         if blockers:
-            raise ValueError("`fused`=True cannot run this %s layer fused (%s); these "
+            raise ValueError("`fused`=True cannot run this %s layer fused on %s; these "
                              "options prevent it: %s"
-                             % (kind.layer_name, target or 'no fused backend',
+                             % (kind.layer_name, target or 'this context',
                                 ', '.join(blockers)))
         return target
     if blockers:

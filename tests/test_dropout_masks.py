@@ -9,6 +9,7 @@ The masks are made known at their one source, :func:`nnlstm.unroll.dropout_mask`
 :class:`KnownMasks` replaces; each test also checks which masks were drawn (shape and rate,
 once per sequence), so a path that drew its masks elsewhere fails here instead of passing
 unchecked."""
+import contextlib
 import functools
 import importlib
 
@@ -18,12 +19,23 @@ import nnabla.functions as F
 import pytest
 
 import nnlstm
+from nnlstm import layers
 import reference
 from test_layers import B, CASES, D, H, T, build, equations, layer_params, randomize, var
 
-#: The paths every test runs, as the layers' ``fused`` argument: False the unrolled graph.
-#: (On the CPU ``fused=None`` means the unrolled graph too, today; a fused kernel adds None.)
-PATHS = [False]
+#: The paths every test runs, as the layers' ``fused`` argument: False the unrolled graph,
+#: None the CPU's fused kernels (nnlstm.fused).
+PATHS = [False, None]
+
+
+@contextlib.contextmanager
+def path_of_wrappers(fused):
+    """Bidirectional takes no ``fused``: for False, its layers' predicate finds no fused
+    backend, so both directions run unrolled."""
+    with pytest.MonkeyPatch.context() as m:
+        if fused is False:
+            m.setattr(layers, 'backend', lambda: None)
+        yield
 
 #: The dropout rate of every mask here.
 P = 0.5
@@ -134,11 +146,10 @@ def test_bidirectional_gives_each_direction_its_own_masks(rng, masks, case, fuse
     run over the reversed steps, with its masks."""
     layer, options, fields = CASES[case]
     x = rng.randn(B, T, D)
-    # Bidirectional takes no `fused` (nnlstm.wrappers.NOT_BIDIRECTIONAL): both directions
-    # run the unrolled graph, `fused`=False; when it takes `fused`, pass it here.
-    y_f, y_b, *states = nnlstm.Bidirectional(
-        layer, var(x), H, merge_mode=None, name='bi', return_sequences=True,
-        return_state=True, dropout=P, recurrent_dropout=P, training=True, **options)
+    with path_of_wrappers(fused):
+        y_f, y_b, *states = nnlstm.Bidirectional(
+            layer, var(x), H, merge_mode=None, name='bi', return_sequences=True,
+            return_state=True, dropout=P, recurrent_dropout=P, training=True, **options)
     assert masks.shapes() == [((B, D), P), ((B, H), P)] * 2  # forward's, then backward's
     drawn = masks.masks()
     randomize(rng, 'bi')
@@ -181,9 +192,10 @@ def test_stacked_bidirectional_drops_the_merged_input_of_the_second_layer(rng, m
     each direction of the second layer with its own mask (as Keras' Bidirectional of a
     layer with ``dropout``); the first layer's input is not dropped."""
     x = rng.randn(B, T, D)
-    bi = functools.partial(nnlstm.Bidirectional, nnlstm.LSTM)  # no `fused`: see above
-    y = nnlstm.Stacked(bi, var(x), H, num_layers=2, dropout=P, name='st',
-                       return_sequences=True, training=True)
+    bi = functools.partial(nnlstm.Bidirectional, nnlstm.LSTM)
+    with path_of_wrappers(fused):
+        y = nnlstm.Stacked(bi, var(x), H, num_layers=2, dropout=P, name='st',
+                           return_sequences=True, training=True)
     assert masks.shapes() == [((B, 2 * H), P)] * 2  # layer 1: forward's, backward's
     drawn = masks.masks()
     randomize(rng, 'st')
