@@ -14,12 +14,21 @@ ACT = {'tanh': np.tanh, 'sigmoid': lambda v: 1 / (1 + np.exp(-v)),
        'relu': lambda v: np.maximum(v, 0), 'linear': lambda v: v}
 
 
+def layer_norm(v, gamma, beta, eps):
+    """Ba et al.'s layer normalization of each row of ``v`` over all its features."""
+    mu, var = v.mean(axis=1, keepdims=True), v.var(axis=1, keepdims=True)
+    return gamma * (v - mu) / np.sqrt(var + eps) + beta
+
+
 def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid',
-         peepholes=None, whr=None):
+         peepholes=None, whr=None, norms=None, eps=1e-3):
     """x (B, T, D); w (D + P, 4H) and b (4H,) in the seed's a, i, f, o blocks; ``peepholes``
     (w_ci, w_cf, w_co) each (H,): i and f read c_{t-1}, o reads c_t (Gers and Schmidhuber;
-    TensorFlow's LSTMCell); ``whr`` (H, P): h_t = (o_t * act(c_t)) @ whr (PyTorch's LSTMP).
-    Returns ys (B, T, P) aligned with the input steps, c_T (B, H), h_T (B, P)."""
+    TensorFlow's LSTMCell); ``whr`` (H, P): h_t = (o_t * act(c_t)) @ whr (PyTorch's LSTMP);
+    ``norms`` {'kernel', 'recurrent', 'state': (gamma, beta)}: TF-Addons' LayerNormLSTMCell,
+    z = LN_k(x_t @ w[:D]) + LN_r(h @ w[D:]) + b over all 4H, and c_t = LN_s(c_t), the
+    normalized c carried on. Returns ys (B, T, P) aligned with the input steps, c_T (B, H),
+    h_T (B, P)."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     batch, steps, _ = x.shape
     units = w.shape[1] // 4
@@ -31,9 +40,16 @@ def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid',
     act, ract = ACT[act], ACT[ract]
     ys = np.zeros((batch, steps, size))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        z = np.concatenate([x[:, t], h], axis=1) @ w + b
+        if norms is None:
+            z = np.concatenate([x[:, t], h], axis=1) @ w + b
+        else:
+            d = x.shape[2]
+            z = (layer_norm(x[:, t] @ w[:d], *norms['kernel'], eps)
+                 + layer_norm(h @ w[d:], *norms['recurrent'], eps) + b)
         a, i, f, o = np.split(z, 4, axis=1)
         c = ract(f + w_cf * c) * c + ract(i + w_ci * c) * act(a)
+        if norms is not None:
+            c = layer_norm(c, *norms['state'], eps)
         h = ract(o + w_co * c) * act(c)
         if whr is not None:
             h = h @ whr
@@ -57,9 +73,11 @@ def assert_gradients(analytic, inputs, objective, eps=1e-6):
 
 
 def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='tanh',
-        ract='sigmoid'):
+        ract='sigmoid', norms=None, eps=1e-3):
     """Keras' GRU from its equations, in nnlstm's layout: wx (D, 3H), bx (3H,) blocks z, r, n;
-    reset_after: u (H, 3H), bu (3H,); else u (H, 3H) = [UzUr | Un] and no recurrent bias."""
+    reset_after: u (H, 3H), bu (3H,); else u (H, 3H) = [UzUr | Un] and no recurrent bias.
+    ``norms`` {'kernel', 'recurrent': (gamma, beta)} (reset_after only): x_t @ wx and h @ u
+    each layer-normalized over all 3H before its bias is added."""
     x = np.asarray(x, np.float64)
     batch, steps, _ = x.shape
     units = u.shape[0]
@@ -69,9 +87,15 @@ def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='ta
     act, ract = ACT[act], ACT[ract]
     ys = np.zeros((batch, steps, units))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        xz, xr, xn = np.split(x[:, t] @ wx + bx, 3, axis=1)
+        xw = x[:, t] @ wx
+        if norms is not None:
+            xw = layer_norm(xw, *norms['kernel'], eps)
+        xz, xr, xn = np.split(xw + bx, 3, axis=1)
         if reset_after:
-            uz, ur, un = np.split(h @ u + bu, 3, axis=1)
+            hu = h @ u
+            if norms is not None:
+                hu = layer_norm(hu, *norms['recurrent'], eps)
+            uz, ur, un = np.split(hu + bu, 3, axis=1)
             z, r = ract(xz + uz), ract(xr + ur)
             n = act(xn + r * un)
         else:
