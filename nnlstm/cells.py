@@ -478,7 +478,9 @@ def LSTMCell(x, c, h, name=None, training=None, **options):
         **options: ``activation``, ``recurrent_activation``, ``use_bias``,
             ``kernel_initializer``, ``recurrent_initializer``, ``bias_initializer``,
             ``unit_forget_bias``, ``zoneout`` (z or (z_c, z_h)), ``weight_dropout``,
-            ``rng``, ``fix_parameters``, as for :func:`nnlstm.LSTM`.
+            ``rng``, ``fix_parameters``, ``proj_size``, ``use_peepholes``, ``layer_norm``,
+            ``norm_epsilon``, as for :func:`nnlstm.LSTM` (the layer's ``name`` and options
+            use the layer's parameters).
 
     Returns:
         ``(c_t, h_t)``, each (B, H). See :class:`LSTMCore` for the equations.
@@ -498,7 +500,8 @@ def GRUCell(x, h, name=None, training=None, **options):
     """One GRU step: ``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H).
 
     ``name`` is the parameter scope (None: the caller's); ``training`` and ``**options`` as
-    for :func:`LSTMCell` and :func:`nnlstm.GRU`, among them ``reset_after``. See
+    for :func:`LSTMCell` and :func:`nnlstm.GRU`, among them ``reset_after`` and
+    ``layer_norm``. See
     :class:`GRUCore` for the equations. Errors as for :func:`LSTMCell`.
 
     Example:

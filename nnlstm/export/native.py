@@ -16,7 +16,8 @@ and Gather around the node give nnlstm's (B, T, H) and (B, H). A :func:`nnlstm.S
 is a chain of nodes, one per layer.
 
 A layer ONNX cannot express (an activation other than tanh, sigmoid and relu, dropout in
-the exported graph, ``proj_size`` or another variant but peepholes, ``go_backwards`` with
+the exported graph, ``zoneout``, ``resets``, ``proj_size``, ``layer_norm`` (ONNX's
+recurrent operators normalize nothing) or another variant but peepholes, ``go_backwards`` with
 ``return_sequences`` below opset 10) stays
 unrolled, and :func:`plan` warns with :class:`UnrolledLayerWarning` naming it (or refuses,
 with ``strict``). When every layer is native and the rest of the graph works at any length
