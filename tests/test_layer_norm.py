@@ -19,6 +19,8 @@ CASES = {
     'lstm': (nnlstm.LSTM, dict(layer_norm=True)),
     'lstm_all': (nnlstm.LSTM, dict(layer_norm=True, proj_size=P, use_peepholes=True)),
     'gru': (nnlstm.GRU, dict(layer_norm=True)),
+    'lstm_no_bias': (nnlstm.LSTM, dict(layer_norm=True, use_bias=False)),
+    'gru_no_bias': (nnlstm.GRU, dict(layer_norm=True, use_bias=False)),
 }
 
 
@@ -51,8 +53,8 @@ def norms(p, scopes):
 def reference_run(case, x, p, state=None, reverse=False):
     """(ys, final state tuple) of the NumPy equations, from the layer's parameters ``p``."""
     if CASES[case][0] is nnlstm.GRU:
-        ys, h = reference.gru(x, p['WzWrWn/affine/W'], p['WzWrWn/affine/b'],
-                              p['UzUrUn/affine/W'], p['UzUrUn/affine/b'],
+        ys, h = reference.gru(x, p['WzWrWn/affine/W'], p.get('WzWrWn/affine/b'),
+                              p['UzUrUn/affine/W'], p.get('UzUrUn/affine/b'),
                               None if state is None else state[0], reverse=reverse,
                               norms=norms(p, ('kernel', 'recurrent')))
         return ys, (h,)
@@ -60,7 +62,7 @@ def reference_run(case, x, p, state=None, reverse=False):
     peep = (tuple(p['peephole/' + k] for k in ('w_ci', 'w_cf', 'w_co'))
             if 'peephole/w_ci' in p else None)
     w = np.concatenate([p['WaWiWfWo/x/affine/W'], p['WaWiWfWo/h/affine/W']])
-    ys, c, h = reference.lstm(x, w, p['WaWiWfWo/affine/b'], c0, h0, reverse, peepholes=peep,
+    ys, c, h = reference.lstm(x, w, p.get('WaWiWfWo/affine/b'), c0, h0, reverse, peepholes=peep,
                               whr=p.get('Whr/affine/W'),
                               norms=norms(p, ('kernel', 'recurrent', 'state')))
     return ys, (c, h)

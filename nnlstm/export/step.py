@@ -29,7 +29,8 @@ def step_network(layer, input_size, units, name, batch_size=1, **options):
             ``recurrent_activation``, ``use_bias``, ``reset_after``, the variants
             ``proj_size``, ``use_peepholes``, ``layer_norm``, ``norm_epsilon``;
             ``zoneout``: the step blends by its expectation, as the layer's inference
-            graph; ``weight_dropout`` changes nothing there). A stream resets by feeding zero (or its initial) states.
+            graph; ``weight_dropout`` changes nothing there). A stream resets by feeding
+            zero (or its initial) states.
 
     Returns:
         ``(inputs, outputs)``, two dicts ``{name: Variable}`` for :func:`export_network`.
