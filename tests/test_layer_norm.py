@@ -1,8 +1,10 @@
 """Issue 13's ``layer_norm=True`` (LSTM and GRU; TF-Addons' LayerNormLSTMCell) against the
-NumPy equations of tests/reference.py: forward, states, go_backwards, finite-difference
-gradients, with ``proj_size`` and ``use_peepholes`` together, the wrappers with
-``lengths``, stateful runs, the one-step cells, step networks, ``.nnp`` export, and the
-refusals by name. The ONNX rows are in test_onnx.py and test_onnx_native.py."""
+NumPy equations of tests/reference.py, together with ``proj_size`` and ``use_peepholes``:
+forward, states, go_backwards, finite-difference gradients, the wrappers with ``lengths``,
+stateful runs, the one-step cells, step networks, ``.nnp`` export, and the refusals by name.
+The plain ``layer_norm`` layers are cases of test_layers.py's CASES too, so the layer tests
+there and test_variants.py's (zoneout, weight_dropout, resets) run on them; the ONNX rows
+are in test_onnx.py and test_onnx_native.py."""
 import numpy as np
 import nnabla as nn
 import nnabla.functions as F
@@ -16,10 +18,8 @@ B, T, D, H, P = 3, 4, 2, 5, 3
 
 #: case -> (layer, options)
 CASES = {
-    'lstm': (nnlstm.LSTM, dict(layer_norm=True)),
     'lstm_all': (nnlstm.LSTM, dict(layer_norm=True, proj_size=P, use_peepholes=True)),
     'gru': (nnlstm.GRU, dict(layer_norm=True)),
-    'lstm_no_bias': (nnlstm.LSTM, dict(layer_norm=True, use_bias=False)),
     'gru_no_bias': (nnlstm.GRU, dict(layer_norm=True, use_bias=False)),
 }
 
