@@ -45,7 +45,9 @@ def stack_time(outputs, axis):
 
 def dropout_mask(shape, rate):
     """One variational-dropout mask per sequence: 0 with probability ``rate``, else
-    1 / (1 - rate); the same mask multiplies every time step (Gal and Ghahramani)."""
+    1 / (1 - rate); the same mask multiplies every time step (Gal and Ghahramani). The one
+    place the input and recurrent masks are drawn, on every path: tests/test_dropout_masks.py
+    replaces it with known masks to check where each mask goes."""
     return F.dropout(F.constant(1.0, shape), rate)
 
 

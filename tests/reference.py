@@ -20,15 +20,31 @@ def layer_norm(v, gamma, beta, eps):
     return gamma * (v - mu) / np.sqrt(var + eps) + beta
 
 
+def masked(v, mask):
+    """``v`` times a variational dropout ``mask`` (the same at every step), or ``v``."""
+    return v if mask is None else v * mask
+
+
+# Where the dropout masks go, as Keras places them. LSTMCell.call (keras-team/keras,
+# keras/src/layers/rnn/lstm.py): `inputs = inputs * dp_mask; h_tm1 = h_tm1 * rec_dp_mask`, one
+# mask each for all four gates, before the matrix products (tf.keras' implementation=1 drew one
+# per gate); nnlstm's LSTM does the same. SimpleRNNCell.call masks inputs and prev_output
+# alike. GRUCell.call with implementation=1 (keras/src/layers/rnn/gru.py; tf.keras'
+# tensorflow/python/keras/layers/recurrent.py): `h_tm1_z = h_tm1 * rec_dp_mask[0]` (and _r,
+# _h) in the recurrent products, `r * h_tm1_h` for reset_after=False, and the UNMASKED h_{t-1}
+# in the update `h = z * h_tm1 + (1 - z) * hh`; nnlstm draws one mask for all three gates
+# (those three masks equal). Keras' GRUCell with implementation=2, its default, applies no
+# recurrent mask at all.
 def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid',
-         peepholes=None, whr=None, norms=None, eps=1e-3):
+         peepholes=None, whr=None, x_mask=None, h_mask=None, norms=None, eps=1e-3):
     """x (B, T, D); w (D + P, 4H) and b (4H,) in the seed's a, i, f, o blocks; ``peepholes``
     (w_ci, w_cf, w_co) each (H,): i and f read c_{t-1}, o reads c_t (Gers and Schmidhuber;
     TensorFlow's LSTMCell); ``whr`` (H, P): h_t = (o_t * act(c_t)) @ whr (PyTorch's LSTMP);
-    ``norms`` {'kernel', 'recurrent', 'state': (gamma, beta)}: TF-Addons' LayerNormLSTMCell,
-    z = LN_k(x_t @ w[:D]) + LN_r(h @ w[D:]) + b over all 4H, and c_t = LN_s(c_t), the
-    normalized c carried on. Returns ys (B, T, P) aligned with the input steps, c_T (B, H),
-    h_T (B, P)."""
+    ``x_mask`` (B, D) and ``h_mask`` (B, P) variational dropout masks on x_t and on h_{t-1}
+    before the product (Keras' placement, above); ``norms`` {'kernel', 'recurrent', 'state':
+    (gamma, beta)}: TF-Addons' LayerNormLSTMCell, z = LN_k(x_t @ w[:D]) + LN_r(h @ w[D:]) + b
+    over all 4H, and c_t = LN_s(c_t), the normalized c carried on.
+    Returns ys (B, T, P) aligned with the input steps, c_T (B, H), h_T (B, P)."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     batch, steps, _ = x.shape
     units = w.shape[1] // 4
@@ -40,12 +56,13 @@ def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid',
     act, ract = ACT[act], ACT[ract]
     ys = np.zeros((batch, steps, size))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        xm, hm = masked(x[:, t], x_mask), masked(h, h_mask)
         if norms is None:
-            z = np.concatenate([x[:, t], h], axis=1) @ w + b
+            z = np.concatenate([xm, hm], axis=1) @ w + b
         else:
             d = x.shape[2]
-            z = (layer_norm(x[:, t] @ w[:d], *norms['kernel'], eps)
-                 + layer_norm(h @ w[d:], *norms['recurrent'], eps) + b)
+            z = (layer_norm(xm @ w[:d], *norms['kernel'], eps)
+                 + layer_norm(hm @ w[d:], *norms['recurrent'], eps) + b)
         a, i, f, o = np.split(z, 4, axis=1)
         c = ract(f + w_cf * c) * c + ract(i + w_ci * c) * act(a)
         if norms is not None:
@@ -73,11 +90,13 @@ def assert_gradients(analytic, inputs, objective, eps=1e-6):
 
 
 def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='tanh',
-        ract='sigmoid', norms=None, eps=1e-3):
+        ract='sigmoid', x_mask=None, h_mask=None, norms=None, eps=1e-3):
     """Keras' GRU from its equations, in nnlstm's layout: wx (D, 3H), bx (3H,) blocks z, r, n;
     reset_after: u (H, 3H), bu (3H,); else u (H, 3H) = [UzUr | Un] and no recurrent bias.
-    ``norms`` {'kernel', 'recurrent': (gamma, beta)} (reset_after only): x_t @ wx and h @ u
-    each layer-normalized over all 3H before its bias is added."""
+    ``x_mask`` (B, D) and ``h_mask`` (B, H) variational dropout masks: on x_t, and on h_{t-1}
+    in the recurrent products but not in the update (Keras' placement, above). ``norms``
+    {'kernel', 'recurrent': (gamma, beta)} (reset_after only): x_t @ wx and h @ u each
+    layer-normalized over all 3H before its bias is added."""
     x = np.asarray(x, np.float64)
     batch, steps, _ = x.shape
     units = u.shape[0]
@@ -87,28 +106,30 @@ def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='ta
     act, ract = ACT[act], ACT[ract]
     ys = np.zeros((batch, steps, units))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        xw = x[:, t] @ wx
+        xw = masked(x[:, t], x_mask) @ wx
         if norms is not None:
             xw = layer_norm(xw, *norms['kernel'], eps)
         xz, xr, xn = np.split(xw + bx, 3, axis=1)
+        hm = masked(h, h_mask)
         if reset_after:
-            hu = h @ u
+            hu = hm @ u
             if norms is not None:
                 hu = layer_norm(hu, *norms['recurrent'], eps)
             uz, ur, un = np.split(hu + bu, 3, axis=1)
             z, r = ract(xz + uz), ract(xr + ur)
             n = act(xn + r * un)
         else:
-            uz, ur = np.split(h @ u[:, :2 * units], 2, axis=1)
+            uz, ur = np.split(hm @ u[:, :2 * units], 2, axis=1)
             z, r = ract(xz + uz), ract(xr + ur)
-            n = act(xn + (r * h) @ u[:, 2 * units:])
+            n = act(xn + (r * hm) @ u[:, 2 * units:])
         h = z * h + (1 - z) * n
         ys[:, t] = h
     return ys, h
 
 
-def simple_rnn(x, w, b, h0=None, reverse=False, act='tanh'):
-    """h_t = act([x_t, h_{t-1}] @ w + b), w (D + H, H)."""
+def simple_rnn(x, w, b, h0=None, reverse=False, act='tanh', x_mask=None, h_mask=None):
+    """h_t = act([x_t, h_{t-1}] @ w + b), w (D + H, H); ``x_mask`` (B, D) and ``h_mask``
+    (B, H) variational dropout masks on x_t and h_{t-1} (Keras' placement, above)."""
     x = np.asarray(x, np.float64)
     batch, steps, _ = x.shape
     units = w.shape[1]
@@ -116,6 +137,7 @@ def simple_rnn(x, w, b, h0=None, reverse=False, act='tanh'):
     h = np.zeros((batch, units)) if h0 is None else np.asarray(h0, np.float64)
     ys = np.zeros((batch, steps, units))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        h = ACT[act](np.concatenate([x[:, t], h], axis=1) @ w + b)
+        xh = np.concatenate([masked(x[:, t], x_mask), masked(h, h_mask)], axis=1)
+        h = ACT[act](xh @ w + b)
         ys[:, t] = h
     return ys, h

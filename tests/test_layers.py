@@ -47,11 +47,14 @@ def layer_params(name):
             if k.startswith(name + '/')}
 
 
-def equations(case, name, x, state, reverse=False, params=None, **options):
+def equations(case, name, x, state, reverse=False, params=None, x_mask=None, h_mask=None,
+              **options):
     """The NumPy reference of ``case`` with the parameters of layer ``name`` (or ``params``,
-    named as in that scope): (ys, states)."""
+    named as in that scope), its dropout masks ``x_mask`` (B, D) and ``h_mask`` (B, H) (None:
+    no dropout): (ys, states)."""
     p = layer_params(name) if params is None else params
     act = options.get('activation', 'tanh')
+    masks = dict(x_mask=x_mask, h_mask=h_mask)
     norms = ({k: (p[k + '_norm/gamma'], p[k + '_norm/beta'])
               for k in ('kernel', 'recurrent', 'state') if k + '_norm/gamma' in p}
              if case.endswith('layer_norm') else None)
@@ -60,19 +63,20 @@ def equations(case, name, x, state, reverse=False, params=None, **options):
         w = (p['WaWiWfWo/affine/W'] if norms is None else
              np.concatenate([p['WaWiWfWo/x/affine/W'], p['WaWiWfWo/h/affine/W']]))
         ys, c, h = reference.lstm(x, w, p.get('WaWiWfWo/affine/b'), c0, h0, reverse, act,
-                                  norms=norms)
+                                  norms=norms, **masks)
         return ys, (c, h)
     h0 = None if state is None else state[0]
     if case == 'rnn':
-        ys, h = reference.simple_rnn(x, p['Wh/affine/W'], p.get('Wh/affine/b'), h0, reverse, act)
+        ys, h = reference.simple_rnn(x, p['Wh/affine/W'], p.get('Wh/affine/b'), h0, reverse, act,
+                                     **masks)
     elif case in ('gru', 'gru_layer_norm'):
         ys, h = reference.gru(x, p['WzWrWn/affine/W'], p.get('WzWrWn/affine/b'),
                               p['UzUrUn/affine/W'], p.get('UzUrUn/affine/b'), h0, True, reverse,
-                              act, norms=norms)
+                              act, norms=norms, **masks)
     else:
         u = np.concatenate([p['UzUr/affine/W'], p['Un/affine/W']], axis=1)
         ys, h = reference.gru(x, p['WzWrWn/affine/W'], p.get('WzWrWn/affine/b'), u, None, h0,
-                              False, reverse, act)
+                              False, reverse, act, **masks)
     return ys, (h,)
 
 
