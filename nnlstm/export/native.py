@@ -234,7 +234,7 @@ def weights(direction, kind, dim, units):
     count = len(gates.order(kind.name, 'onnx'))
     zeros = np.zeros(count * units, np.float32)
     if kind.name == 'gru':
-        wx, bx, u, bu, uzr, un = p
+        wx, bx, u, bu, uzr, un = p[:6]  # then the layer norms', a blocker
         w, r = wx, (u if u is not None else np.concatenate([uzr, un], axis=1))
         bias = [zeros if bx is None else bx, zeros if bu is None else bu]
     else:  # rows [x; h] of one kernel
