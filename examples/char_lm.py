@@ -108,6 +108,8 @@ def get_args(argv=None):
                    default=0.1, help='variational dropout of the recurrent state')
     p.add_argument('--weight-dropout', type=number(float, 0, 1, high_open=True),
                    default=0.0, help="DropConnect on the recurrent weights (AWD-LSTM's)")
+    p.add_argument('--layer-norm', action='store_true',
+                   help="layer-normalized LSTMs (layer_norm=True, TF-Addons' LayerNormLSTMCell)")
     p.add_argument('--learning-rate', type=number(float, 0, low_open=True), default=2e-3,
                    help='Adam')
     p.add_argument('--max-norm', type=number(float, 0, low_open=True), default=5.0,
@@ -272,7 +274,7 @@ def model(x, vocab_size, args, carry, training):
     e = PF.embed(x, vocab_size, args.embed, name=EMBED)                       # (B, T, E)
     y = nnlstm.Stacked(nnlstm.LSTM, e, args.units, num_layers=args.num_layers,
                        dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
-                       weight_dropout=args.weight_dropout,
+                       weight_dropout=args.weight_dropout, layer_norm=args.layer_norm,
                        training=training, return_sequences=True, stateful=carry,
                        name=LSTM)                                             # (B, T, H)
     if training and args.dropout:
@@ -306,7 +308,8 @@ def step_graph(vocab_size, args, batch=1):
     for k in range(args.num_layers):
         c, h = nn.Variable((batch, args.units)), nn.Variable((batch, args.units))
         inputs['c%d' % k], inputs['h%d' % k] = c, h
-        c, h = nnlstm.LSTMCell(y, c, h, name='%s/layer%d' % (LSTM, k))
+        c, h = nnlstm.LSTMCell(y, c, h, name='%s/layer%d' % (LSTM, k),
+                               layer_norm=args.layer_norm)
         # NnpLoader lists as outputs only the variables no function reads: an identity
         # makes each next state one (and a named output of `nnabla_cli infer` too).
         outputs['c%d_next' % k], outputs['h%d_next' % k] = F.identity(c), F.identity(h)
@@ -561,6 +564,8 @@ def main(argv=None, comm=None):
     np.random.seed(args.seed)
 
     shape = {'embed': args.embed, 'units': args.units, 'num_layers': args.num_layers}
+    if args.layer_norm:  # (absent otherwise: checkpoints of plain runs stay resumable)
+        shape['layer_norm'] = True
     if args.resume and not checkpoints(folder):
         older = os.path.exists(os.path.join(folder, 'checkpoint.json'))
         raise SystemExit("--resume: no checkpoint in %s%s; run without --resume first"

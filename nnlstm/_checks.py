@@ -119,6 +119,16 @@ def flag(value, arg, optional=False):
                     % (arg, ' (or None)' if optional else '', type(value).__name__, value))
 
 
+def positive(value, arg):
+    """A finite real number > 0 (a ``norm_epsilon``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("`%s` must be a finite number > 0; received %s %r"
+                        % (arg, type(value).__name__, value))
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("`%s` must be a finite number > 0; received %r" % (arg, value))
+    return float(value)
+
+
 def positive_int(value, arg):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError("`%s` must be a positive int; received %s %r"

@@ -145,10 +145,14 @@ class Core:
         self.weight_dropout = _checks.probability(options['weight_dropout'], 'weight_dropout')
         training = _checks.flag(training, 'training', optional=True)
         self.training = mc.dropout_on() if training is None else training
+        if 'norm_epsilon' in options:
+            _checks.positive(options['norm_epsilon'], 'norm_epsilon')
         self.options = options
         self.params = self.create()
         if self.training and self.weight_dropout:
             self.params = self.drop_connect(self.params)
+        self.named = {spec.name: p for spec, p in zip(kind.params, self.params)}
+        self._rows = {}
 
     def create(self):
         """Get or create every parameter of ``kind.params`` that the options call for, each
@@ -181,8 +185,8 @@ class Core:
             d, cols = self.input_size, shape[1]
             return np.concatenate([self.initial('kernel', (d, cols)),
                                    self.initial('recurrent', (shape[0] - d, cols))])
-        arg = role + '_initializer'
-        value = initializers.initial_value(self.options[arg], shape, arg,
+        arg = role + '_initializer'  # the norms' gains and shifts take none: ones, zeros
+        value = initializers.initial_value(self.options.get(arg), shape, arg,
                                            initializers.DEFAULTS[role], self.rng)
         if role == 'bias' and self.options.get('unit_forget_bias'):
             h = self.units
@@ -260,6 +264,33 @@ class Core:
     def masked(self, h, mask):
         return h if mask is None else self.mul(h, mask)
 
+    def row(self, name):
+        """The (n,) parameter ``name`` (peepholes, the norms' gains and shifts) as a (1, n)
+        row that broadcasts over the batch (NNabla's Mul2 needs equal ranks), reshaped once
+        per layer rather than at every step."""
+        if name not in self._rows:
+            p = self.named[name]
+            self._rows[name] = F.reshape(p, (1, p.shape[0]))
+        return self._rows[name]
+
+    def normalized(self, scope, v):
+        """Layer normalization (Ba et al. 2016) of each row of ``v`` (B, n) over its n
+        features, with the gain ``{scope}/gamma`` and the shift ``{scope}/beta`` (n,):
+        ``gamma * (v - mean) / sqrt(var + norm_epsilon) + beta``."""
+        return F.layer_normalization(v, self.row(scope + '/beta'), self.row(scope + '/gamma'),
+                                     batch_axis=0, eps=self.options['norm_epsilon'])
+
+    def projection(self, v, kernel, bias, norm):
+        """``v W + b`` for ``v`` (B, n) and the parameters named ``kernel`` W (n, kH) and
+        ``bias`` b (kH,) (absent with ``use_bias=False``); with ``layer_norm``,
+        ``LN(v W) + b``, the normalization of scope ``norm`` (TF-Addons' LayerNormLSTMCell
+        adds the bias after its norms)."""
+        w, b = self.named[kernel], self.named.get(bias)
+        if not self.options.get('layer_norm'):
+            return F.affine(v, w, b)
+        z = self.normalized(norm, F.affine(v, w))
+        return z if b is None else F.add2(z, self.row(bias))
+
     def zero_state(self, x):
         """Zeros (B, H) (or (B, P)) for every state tensor, computed from ``x`` (B, D) by
         padding and slicing its feature axis, so no state Variable enters the graph."""
@@ -287,33 +318,55 @@ class LSTMCore(Core):
     the projection :math:`W_{hr}` (H, P) only with ``proj_size`` P (PyTorch's LSTMP, Sak et
     al. 2014: ``h_t = W_hr(o_t * tanh(c_t))``), which makes h and the output (B, P) and the
     recurrent rows of ``W`` P; without them the terms drop out.
+
+    ``layer_norm=True`` (Ba et al. 2016, "Layer normalization", section 3.1) is TF-Addons'
+    ``LayerNormLSTMCell`` (tensorflow_addons/rnn/layer_norm_lstm_cell.py, ``call``): the
+    kernel is two, :math:`W_x` (D, 4H) and :math:`W_h` (P, 4H), the input and the
+    recurrent projections are normalized each over all its 4H features (not per gate
+    block), the bias added after them, and the new cell is normalized over its H:
+
+    .. math::
+        [a_t, i_t, f_t, o_t]_{\mathrm{pre}} &= \mathrm{LN}_k(x_t W_x)
+            + \mathrm{LN}_r(h_{t-1} W_h) + b \\
+        c_t &= \mathrm{LN}_s(f_t \odot c_{t-1} + i_t \odot a_t)
+
+    :math:`\mathrm{LN}(v) = \gamma \odot (v - \mu) / \sqrt{\sigma^2 + \epsilon} + \beta`,
+    :math:`\mu`, :math:`\sigma^2` the mean and (biased) variance of each row's features,
+    :math:`\gamma` (``{kernel,recurrent,state}_norm/gamma``, ones at first) and
+    :math:`\beta` (``.../beta``, zeros) learned, :math:`\epsilon` = ``norm_epsilon``
+    (1e-3, TF-Addons' default). As in TF-Addons, the normalized :math:`c_t` is both what
+    :math:`h_t = o_t \odot \mathrm{act}(c_t)` reads and the state carried on (and
+    returned); with peepholes, :math:`w_{co}` reads it too, and :math:`w_{ci}`,
+    :math:`w_{cf}` the normalized :math:`c_{t-1}` (TF-Addons has no peepholes).
     """
 
     def __call__(self, x, state, h_mask=None):
         """One step: ``x`` (B, D), ``state`` an :class:`LSTMState` (c (B, H), h (B, P)),
         ``h_mask`` an optional (B, P) recurrent-dropout mask. Returns
         ``(h_t, LSTMState(c_t, h_t))``."""
-        w, b, w_ci, w_cf, w_co, w_hr = self.params
-        z = F.affine(F.concatenate(x, self.masked(state.h, h_mask), axis=1), w, b)
+        p, mul = self.named, self.mul
+        h = self.masked(state.h, h_mask)
+        if self.options['layer_norm']:
+            z = F.add2(self.projection(x, 'WaWiWfWo/x/affine/W', None, 'kernel_norm'),
+                       self.projection(h, 'WaWiWfWo/h/affine/W', 'WaWiWfWo/affine/b',
+                                       'recurrent_norm'))
+        else:
+            z = F.affine(F.concatenate(x, h, axis=1), p['WaWiWfWo/affine/W'],
+                         p['WaWiWfWo/affine/b'])
         a, i, f, o = blocks(z, 4, self.units, self.view)
-        mul = self.mul
-        if w_ci is not None:  # peepholes: diagonal, so a broadcast product per gate
-            p_ci, p_cf, p_co = self.peephole_rows()
-            i, f = F.add2(i, F.mul2(state.c, p_ci)), F.add2(f, F.mul2(state.c, p_cf))
+        peepholes = self.options['use_peepholes']
+        if peepholes:  # diagonal, so a broadcast product per gate
+            i = F.add2(i, F.mul2(state.c, self.row('peephole/w_ci')))
+            f = F.add2(f, F.mul2(state.c, self.row('peephole/w_cf')))
         c = F.add2(mul(self.ract(f), state.c), mul(self.ract(i), self.act(a)))
-        if w_co is not None:
-            o = F.add2(o, F.mul2(c, p_co))
+        if self.options['layer_norm']:
+            c = self.normalized('state_norm', c)
+        if peepholes:
+            o = F.add2(o, F.mul2(c, self.row('peephole/w_co')))
         h = mul(self.ract(o), self.act(c))
-        if w_hr is not None:
-            h = F.affine(h, w_hr)
+        if p['Whr/affine/W'] is not None:
+            h = F.affine(h, p['Whr/affine/W'])
         return h, LSTMState(c, h)
-
-    def peephole_rows(self):
-        """w_ci, w_cf, w_co as (1, H) rows that broadcast over the batch (NNabla's Mul2
-        needs equal ranks), reshaped once per layer rather than at every step."""
-        if not hasattr(self, '_peephole_rows'):
-            self._peephole_rows = tuple(F.reshape(p, (1, self.units)) for p in self.params[2:5])
-        return self._peephole_rows
 
 
 class GRUCore(Core):
@@ -329,17 +382,41 @@ class GRUCore(Core):
 
     With ``reset_after=False`` the reset gate applies before the matrix product and there
     is no recurrent bias: :math:`n_t = \mathrm{act}(W_n x_t + b_n + U_n (r_t \odot h_{t-1}))`.
+
+    ``layer_norm=True`` normalizes the input and the recurrent projections as
+    :class:`LSTMCore` does (TF-Addons' ``LayerNormLSTMCell``; Ba et al. 2016), each over
+    all its 3H features, the biases added after:
+
+    .. math::
+        [x^z_t, x^r_t, x^n_t] &= \mathrm{LN}_k(x_t W) + b \\
+        [h^z_t, h^r_t, h^n_t] &= \mathrm{LN}_r(h_{t-1} U) + c
+
+    and :math:`z_t = \mathrm{ract}(x^z_t + h^z_t)`, :math:`r_t = \mathrm{ract}(x^r_t +
+    h^r_t)`, :math:`n_t = \mathrm{act}(x^n_t + r_t \odot h^n_t)`. A GRU has no cell, so
+    no third norm. It needs ``reset_after=True``: with False the recurrent product reads
+    :math:`r_t \odot h_{t-1}`, so there is no one recurrent projection to normalize (a
+    ValueError). LN, its parameters and ``norm_epsilon`` as for :class:`LSTMCore`.
     """
+
+    def __init__(self, input_size, units, differentiable=True, training=None, **options):
+        if options.get('layer_norm') is True and options.get('reset_after') is False:
+            raise ValueError("`layer_norm`=True needs `reset_after`=True: with "
+                             "reset_after=False the GRU's recurrent product reads r * h, so "
+                             "there is no one recurrent projection to normalize")
+        super().__init__(input_size, units, differentiable, training, **options)
 
     def __call__(self, x, state, h_mask=None):
         """One step: ``x`` (B, D), ``state`` a :class:`HiddenState`, ``h_mask`` an optional
         (B, H) recurrent-dropout mask. Returns ``(h_t, HiddenState(h_t))``."""
-        wx, bx, u, bu, uzr, un = self.params
+        u, uzr, un = (self.named[k] for k in ('UzUrUn/affine/W', 'UzUr/affine/W',
+                                              'Un/affine/W'))
         h = state.h
         hm = self.masked(h, h_mask)
-        xz, xr, xn = blocks(F.affine(x, wx, bx), 3, self.units, self.view)
+        xz, xr, xn = blocks(self.projection(x, 'WzWrWn/affine/W', 'WzWrWn/affine/b',
+                                            'kernel_norm'), 3, self.units, self.view)
         if u is not None:  # reset_after
-            uz, ur, un = blocks(F.affine(hm, u, bu), 3, self.units, self.view)
+            uz, ur, un = blocks(self.projection(hm, 'UzUrUn/affine/W', 'UzUrUn/affine/b',
+                                                'recurrent_norm'), 3, self.units, self.view)
         else:
             uz, ur = blocks(F.affine(hm, uzr), 2, self.units, self.view)
         z = self.ract(F.add2(xz, uz))
@@ -401,7 +478,9 @@ def LSTMCell(x, c, h, name=None, training=None, **options):
         **options: ``activation``, ``recurrent_activation``, ``use_bias``,
             ``kernel_initializer``, ``recurrent_initializer``, ``bias_initializer``,
             ``unit_forget_bias``, ``zoneout`` (z or (z_c, z_h)), ``weight_dropout``,
-            ``rng``, ``fix_parameters``, as for :func:`nnlstm.LSTM`.
+            ``rng``, ``fix_parameters``, ``proj_size``, ``use_peepholes``, ``layer_norm``,
+            ``norm_epsilon``, as for :func:`nnlstm.LSTM` (the layer's ``name`` and options
+            use the layer's parameters).
 
     Returns:
         ``(c_t, h_t)``, each (B, H). See :class:`LSTMCore` for the equations.
@@ -421,7 +500,8 @@ def GRUCell(x, h, name=None, training=None, **options):
     """One GRU step: ``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H).
 
     ``name`` is the parameter scope (None: the caller's); ``training`` and ``**options`` as
-    for :func:`LSTMCell` and :func:`nnlstm.GRU`, among them ``reset_after``. See
+    for :func:`LSTMCell` and :func:`nnlstm.GRU`, among them ``reset_after`` and
+    ``layer_norm``. See
     :class:`GRUCore` for the equations. Errors as for :func:`LSTMCell`.
 
     Example:

@@ -77,8 +77,10 @@ NAMED = {
     'truncated_normal': lambda shape, rng: _truncated_normal(shape, rng, 0.05),
 }
 
-#: The default initializer of each parameter role (Keras' LSTM/GRU/SimpleRNN defaults).
-DEFAULTS = {'kernel': glorot_uniform, 'recurrent': orthogonal, 'bias': zeros}
+#: The default initializer of each parameter role (Keras' LSTM/GRU/SimpleRNN defaults; the
+#: layer norms' gains and shifts TF-Addons' LayerNormLSTMCell's).
+DEFAULTS = {'kernel': glorot_uniform, 'recurrent': orthogonal, 'bias': zeros, 'gain': ones,
+            'shift': zeros}
 
 
 def initial_value(initializer, shape, arg, default, rng):

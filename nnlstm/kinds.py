@@ -69,9 +69,12 @@ class ParamSpec(NamedTuple):
 
     def variant(self):
         """The :data:`VARIANTS` option this parameter belongs to, or None (a parameter of
-        the plain cell)."""
-        return next((o for o in sorted(self.when.options()) if o in VARIANTS), None) \
-            if self.when is not None else None
+        the plain cell, as the LSTM's joint kernel that exists with ``layer_norm=False``):
+        an option the condition needs switched on or given."""
+        if self.when is None:
+            return None
+        needs = [o for o, on in self.when.flags.items() if on] + list(self.when.given)
+        return next((o for o in sorted(needs) if o in VARIANTS), None)
 
 
 #: Options every kind's core accepts, with their defaults (Keras' names).
@@ -92,15 +95,19 @@ COMMON_OPTIONS = {
 VARIANTS = {
     'proj_size': "LSTMP's projection of h (PyTorch's proj_size)",
     'use_peepholes': 'peephole connections',
+    'layer_norm': "layer normalization (TF-Addons' LayerNormLSTMCell)",
 }
 
+#: ``layer_norm`` (LSTM and GRU) and its epsilon, TF-Addons' default, with their defaults.
+NORM_OPTIONS = {'layer_norm': False, 'norm_epsilon': 1e-3}
+
 #: The LSTM variants' options (issue 13), with their defaults: the plain cell.
-LSTM_VARIANTS = {'proj_size': None, 'use_peepholes': False}
+LSTM_VARIANTS = dict(proj_size=None, use_peepholes=False, **NORM_OPTIONS)
 
 #: What each role's default initializer is, for the docstrings.
 ROLE_DOC = {'kernel': 'Glorot uniform', 'recurrent': 'orthogonal',
             'kernel+recurrent': 'rows [x; h]: Glorot uniform over x, orthogonal over h',
-            'bias': 'zeros'}
+            'bias': 'zeros', 'gain': 'ones', 'shift': 'zeros'}
 
 
 class CellKind(NamedTuple):
@@ -142,16 +149,28 @@ class CellKind(NamedTuple):
 
 _BIAS = When(use_bias=True)
 _PEEP = When(use_peepholes=True)
+_NORM = When(layer_norm=True)
+
+
+def _norms(legend, *scopes):
+    """The gain ``{scope}/gamma`` and shift ``{scope}/beta`` of each layer normalization."""
+    return tuple(ParamSpec('%s/%s' % (scope, name), legend, role, _NORM)
+                 for scope in scopes for name, role in (('gamma', 'gain'), ('beta', 'shift')))
+
 
 KINDS = {
     'lstm': CellKind(
         'lstm', 'LSTM', LSTMCore, LSTMCell, LSTMState,
-        (ParamSpec('WaWiWfWo/affine/W', '(D + P, 4H)', 'kernel+recurrent'),
+        (ParamSpec('WaWiWfWo/affine/W', '(D + P, 4H)', 'kernel+recurrent',
+                   When(layer_norm=False)),
          ParamSpec('WaWiWfWo/affine/b', '(4H,)', 'bias', _BIAS),
          ParamSpec('peephole/w_ci', '(H,)', 'kernel', _PEEP),
          ParamSpec('peephole/w_cf', '(H,)', 'kernel', _PEEP),
          ParamSpec('peephole/w_co', '(H,)', 'kernel', _PEEP),
-         ParamSpec('Whr/affine/W', '(H, P)', 'kernel', When(given=('proj_size',)))),
+         ParamSpec('Whr/affine/W', '(H, P)', 'kernel', When(given=('proj_size',))),
+         ParamSpec('WaWiWfWo/x/affine/W', '(D, 4H)', 'kernel', _NORM),
+         ParamSpec('WaWiWfWo/h/affine/W', '(P, 4H)', 'recurrent', _NORM))
+        + _norms('(4H,)', 'kernel_norm', 'recurrent_norm') + _norms('(H,)', 'state_norm'),
         dict(COMMON_OPTIONS, recurrent_activation='sigmoid', unit_forget_bias=True,
              **LSTM_VARIANTS),
         ('(B, H)', '(B, P)'), fused='lstm'),
@@ -164,8 +183,10 @@ KINDS = {
          ParamSpec('UzUr/affine/W', '(H, 2H)', 'recurrent', When(reset_after=False),
                    '(H, 3H)'),
          ParamSpec('Un/affine/W', '(H, H)', 'recurrent', When(reset_after=False),
-                   '(H, 3H)')),
-        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', reset_after=True),
+                   '(H, 3H)'))
+        + _norms('(3H,)', 'kernel_norm', 'recurrent_norm'),
+        dict(COMMON_OPTIONS, recurrent_activation='sigmoid', reset_after=True,
+             **NORM_OPTIONS),
         ('(B, H)',)),
     'rnn': CellKind(
         'rnn', 'SimpleRNN', SimpleRNNCore, SimpleRNNCell, HiddenState,

@@ -348,7 +348,8 @@ LAYER_ARGS = """
         fused (bool): LSTM only: run as NNabla's fused ``F.lstm`` (cuDNN's on a GPU) on the
             same parameters. None (default) does so for training graphs under a ``cudnn``
             context when no option needs the unrolled graph (lengths, resets, dropout,
-            zoneout, weight_dropout, go_backwards, time_major, other activations);
+            zoneout, weight_dropout, go_backwards, time_major, other activations, the
+            variants proj_size, use_peepholes and layer_norm);
             inference graphs stay unrolled,
             so they export. True demands it (a ValueError names what prevents it).
         activation, recurrent_activation (str or callable): Keras' names and defaults,
@@ -362,6 +363,14 @@ LAYER_ARGS = """
             ``numpy.random.RandomState`` (Keras' ``seed``); None uses NNabla's
             ``nnabla.random.prng``.
         fix_parameters (bool): the parameters get ``need_grad=False``.
+        proj_size (int), use_peepholes (bool): LSTM only: PyTorch's LSTMP projection of h
+            to P features, peephole connections (:class:`nnlstm.cells.LSTMCore`).
+        layer_norm (bool), norm_epsilon (float): LSTM and GRU: layer normalization (Ba et
+            al. 2016) as TF-Addons' ``LayerNormLSTMCell``: the input and the recurrent
+            projections normalized each over all its gate features before the bias, and an
+            LSTM's new cell over its H, with learned gains and shifts, epsilon
+            ``norm_epsilon`` (1e-3). A GRU needs ``reset_after=True``. Equations:
+            :class:`nnlstm.cells.LSTMCore`, :class:`nnlstm.cells.GRUCore`.
 
     Raises:
         TypeError: an option this layer does not take (named, with the closest one), a flag

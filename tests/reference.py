@@ -14,6 +14,12 @@ ACT = {'tanh': np.tanh, 'sigmoid': lambda v: 1 / (1 + np.exp(-v)),
        'relu': lambda v: np.maximum(v, 0), 'linear': lambda v: v}
 
 
+def layer_norm(v, gamma, beta, eps):
+    """Ba et al.'s layer normalization of each row of ``v`` over all its features."""
+    mu, var = v.mean(axis=1, keepdims=True), v.var(axis=1, keepdims=True)
+    return gamma * (v - mu) / np.sqrt(var + eps) + beta
+
+
 def masked(v, mask):
     """``v`` times a variational dropout ``mask`` (the same at every step), or ``v``."""
     return v if mask is None else v * mask
@@ -30,12 +36,14 @@ def masked(v, mask):
 # (those three masks equal). Keras' GRUCell with implementation=2, its default, applies no
 # recurrent mask at all.
 def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid',
-         peepholes=None, whr=None, x_mask=None, h_mask=None):
+         peepholes=None, whr=None, x_mask=None, h_mask=None, norms=None, eps=1e-3):
     """x (B, T, D); w (D + P, 4H) and b (4H,) in the seed's a, i, f, o blocks; ``peepholes``
     (w_ci, w_cf, w_co) each (H,): i and f read c_{t-1}, o reads c_t (Gers and Schmidhuber;
     TensorFlow's LSTMCell); ``whr`` (H, P): h_t = (o_t * act(c_t)) @ whr (PyTorch's LSTMP);
     ``x_mask`` (B, D) and ``h_mask`` (B, P) variational dropout masks on x_t and on h_{t-1}
-    before the product (Keras' placement, above).
+    before the product (Keras' placement, above); ``norms`` {'kernel', 'recurrent', 'state':
+    (gamma, beta)}: TF-Addons' LayerNormLSTMCell, z = LN_k(x_t @ w[:D]) + LN_r(h @ w[D:]) + b
+    over all 4H, and c_t = LN_s(c_t), the normalized c carried on.
     Returns ys (B, T, P) aligned with the input steps, c_T (B, H), h_T (B, P)."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     batch, steps, _ = x.shape
@@ -48,9 +56,17 @@ def lstm(x, w, b, c0=None, h0=None, reverse=False, act='tanh', ract='sigmoid',
     act, ract = ACT[act], ACT[ract]
     ys = np.zeros((batch, steps, size))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        z = np.concatenate([masked(x[:, t], x_mask), masked(h, h_mask)], axis=1) @ w + b
+        xm, hm = masked(x[:, t], x_mask), masked(h, h_mask)
+        if norms is None:
+            z = np.concatenate([xm, hm], axis=1) @ w + b
+        else:
+            d = x.shape[2]
+            z = (layer_norm(xm @ w[:d], *norms['kernel'], eps)
+                 + layer_norm(hm @ w[d:], *norms['recurrent'], eps) + b)
         a, i, f, o = np.split(z, 4, axis=1)
         c = ract(f + w_cf * c) * c + ract(i + w_ci * c) * act(a)
+        if norms is not None:
+            c = layer_norm(c, *norms['state'], eps)
         h = ract(o + w_co * c) * act(c)
         if whr is not None:
             h = h @ whr
@@ -74,11 +90,13 @@ def assert_gradients(analytic, inputs, objective, eps=1e-6):
 
 
 def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='tanh',
-        ract='sigmoid', x_mask=None, h_mask=None):
+        ract='sigmoid', x_mask=None, h_mask=None, norms=None, eps=1e-3):
     """Keras' GRU from its equations, in nnlstm's layout: wx (D, 3H), bx (3H,) blocks z, r, n;
     reset_after: u (H, 3H), bu (3H,); else u (H, 3H) = [UzUr | Un] and no recurrent bias.
     ``x_mask`` (B, D) and ``h_mask`` (B, H) variational dropout masks: on x_t, and on h_{t-1}
-    in the recurrent products but not in the update (Keras' placement, above)."""
+    in the recurrent products but not in the update (Keras' placement, above). ``norms``
+    {'kernel', 'recurrent': (gamma, beta)} (reset_after only): x_t @ wx and h @ u each
+    layer-normalized over all 3H before its bias is added."""
     x = np.asarray(x, np.float64)
     batch, steps, _ = x.shape
     units = u.shape[0]
@@ -88,10 +106,16 @@ def gru(x, wx, bx, u, bu=None, h0=None, reset_after=True, reverse=False, act='ta
     act, ract = ACT[act], ACT[ract]
     ys = np.zeros((batch, steps, units))
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        xz, xr, xn = np.split(masked(x[:, t], x_mask) @ wx + bx, 3, axis=1)
+        xw = masked(x[:, t], x_mask) @ wx
+        if norms is not None:
+            xw = layer_norm(xw, *norms['kernel'], eps)
+        xz, xr, xn = np.split(xw + bx, 3, axis=1)
         hm = masked(h, h_mask)
         if reset_after:
-            uz, ur, un = np.split(hm @ u + bu, 3, axis=1)
+            hu = hm @ u
+            if norms is not None:
+                hu = layer_norm(hu, *norms['recurrent'], eps)
+            uz, ur, un = np.split(hu + bu, 3, axis=1)
             z, r = ract(xz + uz), ract(xr + ur)
             n = act(xn + r * un)
         else:

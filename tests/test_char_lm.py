@@ -32,7 +32,8 @@ def load_example(name):
 
 char_lm = load_example('char_lm')
 SMALL = types.SimpleNamespace(embed=5, units=7, num_layers=2, dropout=0.3,
-                              recurrent_dropout=0.3, weight_dropout=0.2)
+                              recurrent_dropout=0.3, weight_dropout=0.2, layer_norm=False)
+SMALL_NORM = types.SimpleNamespace(**dict(vars(SMALL), layer_norm=True))
 
 
 def test_windows_continue_each_stream_where_the_last_ended():
@@ -63,14 +64,14 @@ def test_default_corpus_is_the_sorted_standard_library_up_to_the_cap():
     assert 'sorted top-level modules of' in source
 
 
-def unrolled_logits(ids, vocab_size):
+def unrolled_logits(ids, vocab_size, args=SMALL):
     """Logits of the inference graph (no dropout) over ``ids`` (B, 2T), run as two stateful
     T-step windows with a Carry."""
     batch, steps = ids.shape
     carry = nnlstm.Carry()
     with nn.no_grad():
         x = nn.Variable((batch, steps // 2))
-        y = char_lm.model(x, vocab_size, SMALL, carry, False)
+        y = char_lm.model(x, vocab_size, args, carry, False)
     assert 'Dropout' not in nnlstm.export.functions_of([y])
     out = []
     for k in range(2):
@@ -91,20 +92,22 @@ def stepped(feed, ids, states):
     return np.stack(out, axis=1)
 
 
-@pytest.mark.parametrize('batch', [1, 3])
-def test_exported_step_network_reproduces_the_stateful_training_model(tmp_path, rng, batch):
+@pytest.mark.parametrize('batch, args', [(1, SMALL), (3, SMALL), (3, SMALL_NORM)],
+                         ids=['1', '3', '3-layer_norm'])
+def test_exported_step_network_reproduces_the_stateful_training_model(tmp_path, rng, batch,
+                                                                      args):
     """The .nnp's one-step network, reloaded by NNabla's NnpLoader with no nnlstm
     parameters around and fed its own states back, gives the logits of the layered model
     run over two carried windows; and the training graph builds dropout."""
     vocab_size, steps = 11, 6
     ids = rng.randint(vocab_size, size=(batch, 2 * steps))
     x = nn.Variable((2, steps))
-    train = char_lm.model(x, vocab_size, SMALL, nnlstm.Carry(), True)
+    train = char_lm.model(x, vocab_size, args, nnlstm.Carry(), True)
     assert 'Dropout' in nnlstm.export.functions_of([train])
-    want = unrolled_logits(ids, vocab_size)
+    want = unrolled_logits(ids, vocab_size, args)
 
     path = str(tmp_path / 'lm.nnp')
-    pairs = char_lm.export(path, vocab_size, SMALL)
+    pairs = char_lm.export(path, vocab_size, args)
     assert pairs == [['c0', 'c0_next'], ['h0', 'h0_next'], ['c1', 'c1_next'],
                      ['h1', 'h1_next']]
     nn.clear_parameters()
@@ -121,7 +124,7 @@ def test_exported_step_network_reproduces_the_stateful_training_model(tmp_path, 
         return (net.outputs['logits'].d.copy(),
                 {name: net.outputs[name + '_next'].d.copy() for name in states})
 
-    zeros = {name: np.zeros((batch, SMALL.units)) for name, _ in pairs}
+    zeros = {name: np.zeros((batch, args.units)) for name, _ in pairs}
     np.testing.assert_allclose(stepped(feed, ids, zeros), want, rtol=1e-5, atol=1e-6)
 
 

@@ -31,39 +31,56 @@ import pytest
 from nnabla.utils.nnp_graph import NnpLoader
 
 from nnlstm.cells import GRUCore, LSTMCore, SimpleRNNCore
-from nnlstm.kinds import VARIANTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D, H = 3, 5
-DOC_PARAM = re.compile(r'``([\w/]+/affine/[Wb])``:? \(([^)]*)\)')
+DOC_PARAM = re.compile(r'``([\w/]+/(?:affine/[Wb]|gamma|beta|w_c[ifo]))``:? \(([^)]*)\)')
 
 
-def documented(core_type, mode=None):
-    """{parameter: shape} from the docstring; with ``mode``, only the lines that name it
-    or no mode at all."""
+def holds(line, options):
+    """Whether the condition a docstring line states ("only with use_bias=True, a
+    proj_size") holds for ``options`` (missing flags read as their kind's defaults)."""
+    m = re.search(r'; only with (.*)$', line)
+    if m is None:
+        return True
+    for part in m.group(1).rstrip('.').split(', '):
+        if part.startswith('a '):
+            if options.get(part[2:]) in (None, 0):
+                return False
+        else:
+            key, value = part.split('=')
+            default = {'layer_norm': False, 'use_peepholes': False}.get(key, True)
+            if str(options.get(key, default)) != value:
+                return False
+    return True
+
+
+def documented(core_type, options):
+    """{parameter: shape} from the docstring's lines whose condition holds for ``options``."""
     shapes = {}
+    dims = {'D': D, 'H': H, 'P': options.get('proj_size') or H}
     for line in core_type.__doc__.splitlines():
-        if mode is not None and 'reset_after=' in line and mode not in line:
-            continue
-        if any(variant in line for variant in VARIANTS):  # not built by these tests
+        if not holds(line, options):
             continue
         for name, shape in DOC_PARAM.findall(line):
-            dims = [d.strip() for d in shape.split(',') if d.strip()]
-            shapes[name] = tuple(eval(re.sub(r'(\d)H', r'\1*H', d), {'D': D, 'H': H, 'P': H})
-                                 for d in dims)
+            shapes[name] = tuple(eval(re.sub(r'(\d)([HP])', r'\1*\2', d.strip()), dims)
+                                 for d in shape.split(',') if d.strip())
     return shapes
 
 
-@pytest.mark.parametrize('core_type,options,mode', [
-    (LSTMCore, {}, None),
-    (GRUCore, {'reset_after': True}, 'reset_after=True'),
-    (GRUCore, {'reset_after': False}, 'reset_after=False'),
-    (SimpleRNNCore, {}, None),
+@pytest.mark.parametrize('core_type,options', [
+    (LSTMCore, {}),
+    (LSTMCore, {'proj_size': 2, 'use_peepholes': True}),
+    (LSTMCore, {'proj_size': 2, 'use_peepholes': True, 'layer_norm': True}),
+    (GRUCore, {'reset_after': True}),
+    (GRUCore, {'reset_after': False}),
+    (GRUCore, {'layer_norm': True}),
+    (SimpleRNNCore, {}),
 ])
-def test_documented_parameter_shapes_are_the_real_ones(core_type, options, mode):
+def test_documented_parameter_shapes_are_the_real_ones(core_type, options):
     core_type(D, H, **options)
     real = {k: v.shape for k, v in nn.get_parameters().items()}
-    assert documented(core_type, mode) == real
+    assert documented(core_type, options) == real
     assert len(real) >= 2
 
 

@@ -21,6 +21,8 @@ CASES = {
     'gru': (nnlstm.GRU, {}, ('h',)),
     'gru_reset_before': (nnlstm.GRU, {'reset_after': False}, ('h',)),
     'rnn': (nnlstm.SimpleRNN, {}, ('h',)),
+    'lstm_layer_norm': (nnlstm.LSTM, {'layer_norm': True}, ('c', 'h')),
+    'gru_layer_norm': (nnlstm.GRU, {'layer_norm': True}, ('h',)),
 }
 
 
@@ -53,19 +55,24 @@ def equations(case, name, x, state, reverse=False, params=None, x_mask=None, h_m
     p = layer_params(name) if params is None else params
     act = options.get('activation', 'tanh')
     masks = dict(x_mask=x_mask, h_mask=h_mask)
-    if case == 'lstm':
+    norms = ({k: (p[k + '_norm/gamma'], p[k + '_norm/beta'])
+              for k in ('kernel', 'recurrent', 'state') if k + '_norm/gamma' in p}
+             if case.endswith('layer_norm') else None)
+    if case.startswith('lstm'):
         c0, h0 = state if state is not None else (None, None)
-        ys, c, h = reference.lstm(x, p['WaWiWfWo/affine/W'], p.get('WaWiWfWo/affine/b'), c0,
-                                  h0, reverse, act, **masks)
+        w = (p['WaWiWfWo/affine/W'] if norms is None else
+             np.concatenate([p['WaWiWfWo/x/affine/W'], p['WaWiWfWo/h/affine/W']]))
+        ys, c, h = reference.lstm(x, w, p.get('WaWiWfWo/affine/b'), c0, h0, reverse, act,
+                                  norms=norms, **masks)
         return ys, (c, h)
     h0 = None if state is None else state[0]
     if case == 'rnn':
         ys, h = reference.simple_rnn(x, p['Wh/affine/W'], p.get('Wh/affine/b'), h0, reverse, act,
                                      **masks)
-    elif case == 'gru':
+    elif case in ('gru', 'gru_layer_norm'):
         ys, h = reference.gru(x, p['WzWrWn/affine/W'], p.get('WzWrWn/affine/b'),
                               p['UzUrUn/affine/W'], p.get('UzUrUn/affine/b'), h0, True, reverse,
-                              act, **masks)
+                              act, norms=norms, **masks)
     else:
         u = np.concatenate([p['UzUr/affine/W'], p['Un/affine/W']], axis=1)
         ys, h = reference.gru(x, p['WzWrWn/affine/W'], p.get('WzWrWn/affine/b'), u, None, h0,

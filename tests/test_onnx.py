@@ -150,7 +150,15 @@ OPTIONS = {
         x, H, zoneout=0.3, weight_dropout=0.4, return_sequences=True)},
     'Stacked(SimpleRNN) zoneout': lambda x: {'y': nnlstm.Stacked(
         nnlstm.SimpleRNN, x, H, zoneout=0.3, return_sequences=True)},
+    'LSTM layer_norm, use_peepholes, proj_size': lambda x: dict(zip('ych', nnlstm.LSTM(
+        x, H, layer_norm=True, use_peepholes=True, proj_size=2, return_sequences=True,
+        return_state=True))),
+    'Bidirectional(GRU) layer_norm': lambda x: {'y': nnlstm.Bidirectional(
+        nnlstm.GRU, x, H, layer_norm=True, return_sequences=True)},
 }
+
+#: The OPTIONS ONNX's recurrent operators cannot express: those cases export unrolled.
+UNROLLED = ('zoneout', 'layer_norm')
 
 
 @pytest.mark.parametrize('option', list(OPTIONS))
@@ -160,7 +168,7 @@ def test_layer_options_export(tmp_path, rng, option):
         x = nn.Variable((B0, steps, D))
         outputs = OPTIONS[option](x)
     randomize(rng)
-    onnx_rnn = 'unrolled' if 'zoneout' in option else 'native'  # ONNX's RNNs have no zoneout
+    onnx_rnn = 'unrolled' if any(o in option for o in UNROLLED) else 'native'
     files = nnlstm.export_network(str(tmp_path / 'm.nnp'), {'x': x}, outputs, onnx=True,
                                   onnx_rnn=onnx_rnn)
     data = rng.randn(B1, steps, D).astype(np.float32)
@@ -306,7 +314,9 @@ def test_batch_sized_constant_an_operator_cannot_broadcast_is_refused(tmp_path):
 @pytest.mark.parametrize('layer,options', [
     (nnlstm.LSTM, {}), (nnlstm.GRU, {}), (nnlstm.SimpleRNN, {}),
     (nnlstm.LSTM, {'zoneout': (0.2, 0.5), 'weight_dropout': 0.3}),
-    (nnlstm.GRU, {'zoneout': 0.4})])
+    (nnlstm.GRU, {'zoneout': 0.4}),
+    (nnlstm.LSTM, {'layer_norm': True, 'use_peepholes': True}),
+    (nnlstm.GRU, {'layer_norm': True})])
 def test_step_network_run_T_times_equals_the_layer(tmp_path, rng, layer, options):
     data = rng.randn(B1, T, D).astype(np.float32)
     with nn.no_grad():

@@ -225,10 +225,14 @@ RESETS = nn.Variable((B0, T0))
     (lambda x: nnlstm.LSTM(x, H, zoneout=0.2, return_sequences=True, name='m'),
      r'`zoneout`=0.2'),
     (lambda x: nnlstm.GRU(x, H, resets=RESETS, return_sequences=True, name='m'), r'`resets`'),
+    (lambda x: nnlstm.LSTM(x, H, layer_norm=True, return_sequences=True, name='m'),
+     r'`layer_norm`=True \(layer normalization'),
+    (lambda x: nnlstm.GRU(x, H, layer_norm=True, return_sequences=True, name='m'),
+     r'`layer_norm`=True'),
 ])
-def test_zoneout_and_resets_are_never_native_nodes(tmp_path, rng, build, reason):
-    """ONNX's LSTM/GRU have no zoneout blend and no per-step reset: a native node would
-    silently compute another function."""
+def test_zoneout_resets_and_layer_norm_are_never_native_nodes(tmp_path, rng, build, reason):
+    """ONNX's LSTM/GRU have no zoneout blend, no per-step reset and no normalization: a
+    native node would silently compute another function."""
     with nn.no_grad():
         x = nn.Variable((B0, T0, D))
         y = build(x)

@@ -50,6 +50,12 @@ CASES = {
     'LSTM use_peepholes=True': lambda x: nnlstm.LSTM(x, H, name='m', use_peepholes=True),
     'Stacked Bidirectional LSTM proj_size=2': lambda x: nnlstm.Stacked(
         functools.partial(nnlstm.Bidirectional, nnlstm.LSTM), x, H, name='m', proj_size=2),
+    'LSTM layer_norm=True': lambda x: nnlstm.LSTM(x, H, name='m', layer_norm=True),
+    'LSTM layer_norm=True proj_size=2 use_peepholes=True': lambda x: nnlstm.LSTM(
+        x, H, name='m', layer_norm=True, proj_size=2, use_peepholes=True),
+    'GRU layer_norm=True': lambda x: nnlstm.GRU(x, H, name='m', layer_norm=True),
+    'GRU layer_norm=True use_bias=False': lambda x: nnlstm.GRU(x, H, name='m', layer_norm=True,
+                                                               use_bias=False),
 }
 
 #: layer case -> (kind, options) for the kinds' own tables
@@ -62,6 +68,11 @@ TABLES = {
     'LSTMCell': ('lstm', {}), 'GRUCell': ('gru', {}), 'SimpleRNNCell': ('rnn', {}),
     'LSTM proj_size=2': ('lstm', {'proj_size': 2}),
     'LSTM use_peepholes=True': ('lstm', {'use_peepholes': True}),
+    'LSTM layer_norm=True': ('lstm', {'layer_norm': True}),
+    'LSTM layer_norm=True proj_size=2 use_peepholes=True': (
+        'lstm', {'layer_norm': True, 'proj_size': 2, 'use_peepholes': True}),
+    'GRU layer_norm=True': ('gru', {'layer_norm': True}),
+    'GRU layer_norm=True use_bias=False': ('gru', {'layer_norm': True, 'use_bias': False}),
 }
 
 

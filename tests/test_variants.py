@@ -16,7 +16,8 @@ from test_layers import (B, CASES, D, H, T, build, equations, forward, layer_par
                          randomize, var)
 
 #: A rate per state tensor for each case: LSTM's (z_c, z_h) pair, one z for the others.
-ZONEOUT = {'lstm': (0.3, 0.6), 'gru': 0.4, 'gru_reset_before': 0.4, 'rnn': 0.5}
+ZONEOUT = {'lstm': (0.3, 0.6), 'gru': 0.4, 'gru_reset_before': 0.4, 'rnn': 0.5,
+           'lstm_layer_norm': (0.3, 0.6), 'gru_layer_norm': 0.4}
 
 
 def zero_state(case, batch=B):

@@ -16,7 +16,8 @@ and Gather around the node give nnlstm's (B, T, H) and (B, H). A :func:`nnlstm.S
 is a chain of nodes, one per layer.
 
 A layer ONNX cannot express (an activation other than tanh, sigmoid and relu, dropout in
-the exported graph, ``proj_size`` or another variant but peepholes, ``go_backwards`` with
+the exported graph, ``zoneout``, ``resets``, ``proj_size``, ``layer_norm`` (ONNX's
+recurrent operators normalize nothing) or another variant but peepholes, ``go_backwards`` with
 ``return_sequences`` below opset 10) stays
 unrolled, and :func:`plan` warns with :class:`UnrolledLayerWarning` naming it (or refuses,
 with ``strict``). When every layer is native and the rest of the graph works at any length
@@ -233,7 +234,7 @@ def weights(direction, kind, dim, units):
     count = len(gates.order(kind.name, 'onnx'))
     zeros = np.zeros(count * units, np.float32)
     if kind.name == 'gru':
-        wx, bx, u, bu, uzr, un = p
+        wx, bx, u, bu, uzr, un = p[:6]  # then the layer norms', a blocker
         w, r = wx, (u if u is not None else np.concatenate([uzr, un], axis=1))
         bias = [zeros if bx is None else bx, zeros if bu is None else bu]
     else:  # rows [x; h] of one kernel

@@ -26,9 +26,11 @@ def step_network(layer, input_size, units, name, batch_size=1, **options):
             (trained, or loaded with ``nn.load_parameters``).
         batch_size (int): B here; an exported ``.nnp``/``.onnx`` keeps it variable.
         **options: the layer's cell options, as it was built (``activation``,
-            ``recurrent_activation``, ``use_bias``, ``reset_after``, ``zoneout``: the step
-            blends by its expectation, as the layer's inference graph; ``weight_dropout``
-            changes nothing there). A stream resets by feeding zero (or its initial) states.
+            ``recurrent_activation``, ``use_bias``, ``reset_after``, the variants
+            ``proj_size``, ``use_peepholes``, ``layer_norm``, ``norm_epsilon``;
+            ``zoneout``: the step blends by its expectation, as the layer's inference
+            graph; ``weight_dropout`` changes nothing there). A stream resets by feeding
+            zero (or its initial) states.
 
     Returns:
         ``(inputs, outputs)``, two dicts ``{name: Variable}`` for :func:`export_network`.
