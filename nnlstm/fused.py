@@ -463,7 +463,7 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
     order = (0,) if spec.kind == 'rnn' else tuple(
         gates.order(spec.kind, 'nnlstm').index(g) for g in GATES[spec.kind])
     if spec.kind == 'gru':
-        wx, bx, u, bu, uzr, un = params
+        wx, bx, u, bu, uzr, un = params[:6]  # the layer norms' are blockers
         if spec.reset_after:
             bu = np.zeros(3 * units, dtype) if bu is None else bu
             rec = (feature_major(u), np.ascontiguousarray(np.broadcast_to(
