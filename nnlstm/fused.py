@@ -508,8 +508,9 @@ def backward(spec, cache, dy, dfinal, need_x=True):
     (the final state's gradients, in field order). Returns ``(dx or None, dparams,
     dstate)``: ``dparams`` in the order of ``kind.params`` (None where a parameter is left
     out), ``dstate`` the initial state's gradients, (B, H) each."""
-    dtype = dy.dtype
+    dtype = cache['xs'].dtype
     one = dtype.type(1)
+    dy = np.asarray(dy, dtype)
     dyt = dy if spec.time_major else dy.transpose(1, 0, 2)
     if spec.input_order:
         dyt = permuted(dyt, cache['perm'])

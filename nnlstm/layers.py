@@ -181,7 +181,7 @@ def fusion_blockers(kind, go_backwards, time_major, lengths, options, target='cu
     blockers = [arg for arg, unfusable in (
         ('`zoneout`', any(_checks.rates(options.get('zoneout', 0.0), 'zoneout',
                                         kind.state._fields, kind.layer_name))),
-        ('`weight_dropout`', options.get('weight_dropout')),
+        ('`weight_dropout`', options.get('weight_dropout') and options.get('training', True)),
         ('`resets`', options.get('resets') is not None)) if unfusable]
     blockers += ['`%s`=%r' % (o, options[o]) for o in VARIANTS
                  if options.get(o) not in (None, False, 0)]

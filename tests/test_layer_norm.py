@@ -256,7 +256,8 @@ def test_nnp_export_round_trip_with_another_batch(rng, tmp_path):
     (lambda x: nnlstm.SimpleRNN(x, H, layer_norm=True), TypeError,
      r"unexpected option 'layer_norm': it is an option of LSTM, GRU, not of SimpleRNN"),
     (lambda x: nnlstm.LSTM(x, H, layer_norm=True, fused=True), ValueError,
-     r'`fused`=True needs a plain LSTM; these options prevent it: `layer_norm`=True'),
+     r'`fused`=True cannot run this LSTM layer fused on cpu; these options prevent it: '
+     r'`layer_norm`=True'),
 ])
 def test_refusals_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):

@@ -344,19 +344,19 @@ def test_stacked_bidirectional_and_between_layer_dropout(rng):
 @pytest.mark.parametrize('case', CASES)
 def test_inference_graph_uses_the_fast_product_and_agrees_with_the_training_graph(rng, case):
     """One predicate picks the product: MulN (fast, but NaN gradients at exact zeros) only
-    where no gradient can be asked for, Mul2 everywhere else."""
+    where no gradient can be asked for, Mul2 everywhere else (in the unrolled graph)."""
     x = var(rng.randn(B, T, D))
     lengths = np.array([T, 2, 5, 1])
-    train = build(case, x, return_sequences=True, lengths=lengths)
+    train = build(case, x, return_sequences=True, lengths=lengths, fused=False)
     randomize(rng, 'layer')
     with nn.no_grad():
-        inference = build(case, x, return_sequences=True, lengths=lengths)
+        inference = build(case, x, return_sequences=True, lengths=lengths, fused=False)
     assert 'MulN' not in functions_of([train]) and 'Mul2' in functions_of([train])
     assert 'MulN' in functions_of([inference])
     a, b = forward(train, inference)
     np.testing.assert_allclose(a, b, atol=1e-6)
     with nn.no_grad():
-        asks_for_grad = build(case, var(x.d, need_grad=True))
+        asks_for_grad = build(case, var(x.d, need_grad=True), fused=False)
     assert 'MulN' not in functions_of([asks_for_grad])
 
 
@@ -452,10 +452,15 @@ def test_bad_arguments_are_clear_errors(call, error, match):
         call()
 
 
+@pytest.mark.parametrize('target,function', [('cudnn', 'LSTM'),
+                                             ('cpu', nnlstm.fused.FusedLayer.NAME)])
 @pytest.mark.parametrize('with_state,use_bias', [(False, True), (True, True), (True, False)])
-def test_fused_path_agrees_with_the_unrolled_graph(rng, with_state, use_bias):
-    """The same parameters through NNabla's fused F.lstm (the cuDNN path; it runs on CPU
-    too) and through the unrolled graph: outputs, states and every gradient."""
+def test_fused_path_agrees_with_the_unrolled_graph(rng, monkeypatch, with_state, use_bias,
+                                                   target, function):
+    """The same parameters through each fused path and through the unrolled graph:
+    NNabla's F.lstm (the cuDNN path, its backend faked: F.lstm runs on CPU too) and the CPU
+    kernels; outputs, states and every gradient."""
+    monkeypatch.setattr(nnlstm.layers, 'backend', lambda: target)
     x = rng.randn(B, T, D)
     s = [rng.randn(B, H), rng.randn(B, H)]
     results = []
@@ -466,7 +471,7 @@ def test_fused_path_agrees_with_the_unrolled_graph(rng, with_state, use_bias):
                               fused=fused, use_bias=use_bias)
         if not results:
             randomize(rng, 'lstm')
-        assert ('LSTM' in functions_of([y])) == fused
+        assert (function in functions_of([y])) == fused
         loss = F.sum(F.mul2(y, var(np.linspace(-1, 1, B * T * H).reshape(B, T, H))))
         loss = F.add2(loss, F.add2(F.sum(c), F.sum(F.mul_scalar(h, 0.5))))
         for p in nn.get_parameters().values():
@@ -480,11 +485,13 @@ def test_fused_path_agrees_with_the_unrolled_graph(rng, with_state, use_bias):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_fused_path_is_taken_only_when_asked_or_under_cudnn(rng):
+def test_fused_path_is_taken_only_when_asked_or_under_cudnn(rng, monkeypatch):
     x = var(rng.randn(B, T, D))
-    assert 'LSTM' not in functions_of([nnlstm.LSTM(x, H)])  # CPU context: unrolled
-    with pytest.raises(ValueError, match=r"`fused`=True needs a plain LSTM; these options "
-                                         r"prevent it: `lengths`, `dropout`$"):
+    assert 'LSTM' not in functions_of([nnlstm.LSTM(x, H)])  # CPU context: the CPU kernels
+    monkeypatch.setattr(nnlstm.layers, 'backend', lambda: 'cudnn')
+    with pytest.raises(ValueError, match=r"`fused`=True cannot run this LSTM layer fused on "
+                                         r"cudnn; these options prevent it: `lengths`, "
+                                         r"`dropout`$"):
         nnlstm.LSTM(x, H, fused=True, lengths=np.full(B, T), dropout=0.2)
     with pytest.raises(ValueError, match=r"a gru layer"):
         nnlstm.GRU(x, H, fused=True)

@@ -121,7 +121,7 @@ def build():
     global x, loss
     x = nn.Variable.from_numpy_array(np.random.RandomState(0).randn(2, STEPS, 1)
                                      .astype(np.float32), need_grad=True)
-    loss = F.mean(nnlstm.LSTM(x, 4, return_sequences=True))
+    loss = F.mean(nnlstm.LSTM(x, 4, return_sequences=True, fused=False))  # unrolled: deep
     loss.forward(clear_no_need_grad=True)
     loss.backward(clear_buffer=True)
 if %r:
