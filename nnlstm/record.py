@@ -12,8 +12,8 @@ hands out for one graph variable (``f.inputs`` makes new ones), and the cores, w
 the layer's parameters. :func:`records_of` finds a graph's records by the keys of its
 Variables. A key is an address, so a freed Variable's may come back: the export checks that
 the record's own parameters compute the outputs before it trusts a record. Only Variables
-are keyed, so a graph rewritten around them (the fused kernels' unrolled form) keeps its
-records.
+are keyed; a Variable rewired onto another (the fused layers' unrolled form for export) takes
+that one's key, and :func:`rekey` follows it.
 """
 import itertools
 import threading
@@ -77,6 +77,25 @@ def register(record):
                 if _index.get(key) not in _records:
                     _index.pop(key, None)
     return record
+
+
+def rekey(keys):
+    """Follow Variables whose key changed: ``keys`` maps old keys to new ones.
+    ``Variable.rewire_on`` gives a Variable the key of the one it is rewired on (the
+    export's unfusing of fused layers, :mod:`nnlstm.export.unfuse`, does this)."""
+    def new(key):
+        return keys.get(key, key)
+
+    with _lock:
+        for number, rec in list(_records.items()):
+            _records[number] = rec._replace(
+                directions=tuple(d._replace(state=None if d.state is None else
+                                            tuple(map(new, d.state))) for d in rec.directions),
+                x=new(rec.x), lengths=None if rec.lengths is None else new(rec.lengths),
+                outputs=tuple(map(new, rec.outputs)))
+        for old, key in keys.items():
+            if old in _index:
+                _index[key] = _index.pop(old)
 
 
 def records_of(variables):

@@ -7,15 +7,15 @@ A layer run by :mod:`nnlstm.fused` is one Python function in the graph, which ne
 NNabla's saver nor ONNX can hold. :func:`unfused` swaps each for the unrolled graph of the
 same layer (:func:`nnlstm.unroll.unroll` on the same core, parameters and input Variables),
 rewiring the function's output Variables onto it (``Variable.rewire_on``): the Variables the
-user holds, and that :mod:`nnlstm.record` keys a layer's record on, stay the same, so the
-export sees exactly the graph the unrolled path builds. Afterwards each is rewired onto a new
+user holds stay the user's, the records of :mod:`nnlstm.record` follow their keys, and the
+export sees the graph the unrolled path builds. Afterwards each is rewired onto a new
 fused function again, so the user's graph runs fused as before.
 """
 import contextlib
 
 import nnabla.functions as F
 
-from .. import fused as kernels
+from .. import fused as kernels, record
 from ..layers import stacked
 from ..unroll import unroll
 
@@ -61,11 +61,20 @@ def unfused(variables):
     try:
         for f, layer in fused_functions(variables):
             inputs, outputs = list(f.inputs), list(f.outputs)
-            for old, new in zip(outputs, unrolled(layer, inputs)):
-                old.rewire_on(new)
+            rewire(outputs, unrolled(layer, inputs))
             swapped.append((layer, inputs, outputs))
         yield
     finally:
         for layer, inputs, outputs in swapped:
-            for old, new in zip(outputs, layer.again(inputs)):
-                old.rewire_on(new)
+            rewire(outputs, layer.again(inputs))
+
+
+def rewire(outputs, new):
+    """Rewire each of ``outputs`` onto its Variable of ``new``; the layer records follow
+    (a rewired Variable takes the other's key, :func:`nnlstm.record.rekey`)."""
+    keys = {}
+    for old, v in zip(outputs, new):
+        key = hash(old)
+        old.rewire_on(v)
+        keys[key] = hash(old)
+    record.rekey(keys)
