@@ -51,11 +51,14 @@ def test_nnp_reloads_at_another_batch_size_with_same_numbers(tmp_path, rng, step
 
 
 def test_saved_network_has_mul2_not_muln_and_the_same_numbers(tmp_path, rng):
-    """An inference graph multiplies with F.mul_n (fast on CPU); the file holds Mul2, which
-    the ONNX exporter accepts, and computes the same numbers."""
+    """An inference graph runs fused on the CPU, and its unrolled form (what the file holds)
+    multiplies with F.mul_n; the file holds Mul2, which the ONNX exporter accepts, and
+    computes the same numbers."""
     with nn.no_grad():
         x, y = build(3, 4, False)
-    assert 'MulN' in nnlstm.export.functions_of([y])
+    assert nnlstm.fused.FusedLayer.NAME in nnlstm.export.functions_of([y])
+    with nnlstm.export.unfuse.unfused([y]):
+        assert 'MulN' in nnlstm.export.functions_of([y])
     path = nnlstm.save_nnp(str(tmp_path / 'm.nnp'), {'x': x}, {'y': y})
     x.d = rng.randn(*x.shape)
     y.forward()
