@@ -17,8 +17,10 @@ F.lstm's time and by PyTorch's one-thread time of the same cell.
 
 The contenders (``--contenders``, comma separated):
 
-  nnlstm-lstm   nnlstm.LSTM(x, H): batch-major (B, T, D) input, last hidden state (B, H)
+  nnlstm-lstm   nnlstm.LSTM(x, H): batch-major (B, T, D) input, last hidden state (B, H);
+                the default path (on the CPU the fused kernels of nnlstm.fused)
   nnlstm-gru    nnlstm.GRU(x, H)
+  nnlstm-lstm-unrolled, nnlstm-gru-unrolled   the same with fused=False (the unrolled graph)
   fused-lstm    PF.lstm (NNabla's fused F.lstm): time-major (T, B, D), h0/c0 (1, 1, B, H)
   fused-gru     PF.gru (F.gru), time-major
   seed-lstm     the seed's naive unroll (benchmarks/seed.py), the baseline
@@ -67,6 +69,8 @@ QUICK_BUILD_SIZE = '4,1,8'
 CONTENDERS = {
     'nnlstm-lstm': ('nnlstm LSTM', 'lstm', 'nnabla'),
     'nnlstm-gru': ('nnlstm GRU', 'gru', 'nnabla'),
+    'nnlstm-lstm-unrolled': ('nnlstm LSTM, fused=False', 'lstm', 'nnabla'),
+    'nnlstm-gru-unrolled': ('nnlstm GRU, fused=False', 'gru', 'nnabla'),
     'fused-lstm': ('F.lstm (PF.lstm)', 'lstm', 'nnabla'),
     'fused-gru': ('F.gru (PF.gru)', 'gru', 'nnabla'),
     'seed-lstm': ('seed LSTM (naive)', 'lstm', 'nnabla'),
@@ -126,12 +130,11 @@ def nnabla_graph(name, x_np, units, training):
             _, hn = PF.gru(x, h0, training=training, name='gru')
         return x, F.reshape(hn, (batch, units))
     x = nn.Variable.from_numpy_array(x_np)
-    if name == 'nnlstm-lstm':
+    if name.startswith('nnlstm-'):
         import nnlstm
-        return x, nnlstm.LSTM(x, units, name='lstm')
-    if name == 'nnlstm-gru':
-        import nnlstm
-        return x, nnlstm.GRU(x, units, name='gru')
+        layer = nnlstm.LSTM if name.startswith('nnlstm-lstm') else nnlstm.GRU
+        fused = False if name.endswith('-unrolled') else None
+        return x, layer(x, units, name='layer', fused=fused)
     if name == 'seed-lstm':
         sys.path.insert(0, HERE)
         from seed import seed_lstm

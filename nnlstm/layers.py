@@ -345,13 +345,16 @@ LAYER_ARGS = """
             unless built under ``nn.no_grad()``, so an inference graph has no random
             function (but always inside :func:`nnlstm.mc_dropout`, which samples with them).
         stateful (Carry): carry the final state over to the next run (truncated BPTT).
-        fused (bool): LSTM only: run as NNabla's fused ``F.lstm`` (cuDNN's on a GPU) on the
-            same parameters. None (default) does so for training graphs under a ``cudnn``
-            context when no option needs the unrolled graph (lengths, resets, dropout,
-            zoneout, weight_dropout, go_backwards, time_major, other activations, the
-            variants proj_size, use_peepholes and layer_norm);
-            inference graphs stay unrolled,
-            so they export. True demands it (a ValueError names what prevents it).
+        fused (bool): run the layer as one fused NNabla function on the same
+            parameters. None (default): on the CPU (a ``cpu:float`` context) always, as
+            :mod:`nnlstm.fused`'s kernels, every option here but a callable activation,
+            zoneout, training-time weight_dropout, resets and the variants proj_size,
+            use_peepholes, layer_norm; under a ``cudnn`` context training LSTM graphs as
+            NNabla's ``F.lstm`` (cuDNN's), without go_backwards, time_major, lengths,
+            dropout or other activations. Elsewhere the unrolled graph runs; exports
+            write the unrolled graph whatever ran (:mod:`nnlstm.export.unfuse`). False
+            forces the unrolled graph; True demands a fused path (a ValueError names
+            what prevents it).
         activation, recurrent_activation (str or callable): Keras' names and defaults,
             'tanh' and 'sigmoid'; 'relu', 'linear' or any callable.
         use_bias (bool), kernel_initializer, recurrent_initializer, bias_initializer:

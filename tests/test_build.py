@@ -45,7 +45,7 @@ INFERENCE_MEMORY = '''
 import resource, numpy as np, nnabla as nn, nnlstm
 x = nn.Variable.from_numpy_array(np.random.randn(32, 3000, 4).astype(np.float32))
 with nn.no_grad():
-    y = nnlstm.LSTM(x, 64)
+    y = nnlstm.LSTM(x, 64, fused=False)  # the unrolled graph's buffers
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 y.forward(clear_buffer=True)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
