@@ -25,6 +25,10 @@ float32 tanh (and sigmoid, as ½·tanh(½v) + ½) is Eigen's rational approximat
 3.2e-7 of tanh; float64 arrays (the tests' finite differences) use ``np.tanh``. Compiled
 code is cached on disk beside this file (numba's ``cache=True``).
 """
+import contextlib
+import ctypes
+import platform
+import sys
 import weakref
 
 import numpy as np
@@ -159,6 +163,19 @@ def activated(code, v, half):
 
 
 @compiled
+def output(valid, s, new):
+    """Step ``s``'s output: ``new`` (H, B), zero past a sequence's length (``valid``
+    (T, B), empty without lengths)."""
+    return valid[s] * new if valid.shape[0] else new
+
+
+@compiled
+def carried(valid, s, new, old, one):
+    """The state step ``s`` leaves: ``new``, or ``old`` past a sequence's length."""
+    return valid[s] * new + (one - valid[s]) * old if valid.shape[0] else new
+
+
+@compiled
 def lstm_forward(xw, wht, c, h, h_mask, valid, act, ract, order, one, half, keep):
     """LSTM over ``xw`` (4H, T, B) = W_x x + b; ``wht`` (4H, H) the recurrent rows of W,
     transposed; ``c``, ``h`` (H, B) the initial state. ``order`` the gate rows of a, i,
@@ -185,14 +202,8 @@ def lstm_forward(xw, wht, c, h, h_mask, valid, act, ract, order, one, half, keep
         hn = o * tc
         if keep:
             gates[s], cprev[s], tcs[s], hms[:, s] = g, c, tc, hm
-        if valid.shape[0]:
-            m = valid[s]
-            y[s] = m * hn
-            c = m * cn + (one - m) * c
-            h = m * hn + (one - m) * h
-        else:
-            y[s] = hn
-            c, h = cn, hn
+        y[s] = output(valid, s, hn)
+        c, h = carried(valid, s, cn, c, one), carried(valid, s, hn, h, one)
     return y, c, h, gates, cprev, tcs, hms
 
 
@@ -264,13 +275,8 @@ def gru_forward(xw, ut, bu, unt, h, h_mask, valid, act, ract, order, one, half, 
         if keep:
             cache[0, s], cache[1, s], cache[2, s], cache[3, s] = z, r, cand, h
             terms[:, s], hms[:, s] = term, hm
-        if valid.shape[0]:
-            m = valid[s]
-            y[s] = m * hn
-            h = m * hn + (one - m) * h
-        else:
-            y[s] = hn
-            h = hn
+        y[s] = output(valid, s, hn)
+        h = carried(valid, s, hn, h, one)
     return y, h, cache, terms, hms
 
 
@@ -333,13 +339,8 @@ def rnn_forward(xw, wht, h, h_mask, valid, act, one, half, keep):
         hn = activated(act, xw[:, s] + np.dot(wht, hm), half)
         if keep:
             cache[s], hms[:, s] = hn, hm
-        if valid.shape[0]:
-            m = valid[s]
-            y[s] = m * hn
-            h = m * hn + (one - m) * h
-        else:
-            y[s] = hn
-            h = hn
+        y[s] = output(valid, s, hn)
+        h = carried(valid, s, hn, h, one)
     return y, h, cache, hms
 
 
@@ -373,7 +374,7 @@ def one_blas_thread():
     """A context in which every BLAS pool loaded (numpy's, and scipy's that numba's
     ``np.dot`` calls) runs one thread; nothing without threadpoolctl."""
     if ThreadpoolController is None:
-        return _Nothing()
+        return contextlib.nullcontext()
     if not _controller:
         if numba is not None:  # the BLAS numba's np.dot calls, loaded before it is counted
             import scipy.linalg.cython_blas  # noqa: F401
@@ -381,12 +382,50 @@ def one_blas_thread():
     return _controller[0].limit(limits=1, user_api='blas')
 
 
-class _Nothing:
-    def __enter__(self):
-        return self
+#: MXCSR's flush-to-zero and denormals-are-zero bits.
+FTZ_DAZ = 0x8040
 
-    def __exit__(self, *exc):
-        return False
+
+@contextlib.contextmanager
+def flushed_denormals():
+    """Within, this thread's SSE arithmetic flushes denormal float results and inputs to
+    zero (the MXCSR bits, through glibc's ``fegetenv``/``fesetenv`` on x86-64 Linux; a
+    no-op elsewhere), restored afterwards. Gradients that fade through many steps (a loss
+    on the last step only, T = 200) reach the denormal range, where each operation costs
+    about 100 times more: measured 7.1 s against 0.8 s for one GRU backward pass at
+    (64, 200, 128, 256)."""
+    env = _fenv()
+    if env is None:
+        yield
+        return
+    libc, buf = env
+    old = buf[7]
+    buf[7] = old | FTZ_DAZ
+    libc.fesetenv(buf)
+    try:
+        yield
+    finally:
+        buf[7] = old
+        libc.fesetenv(buf)
+
+
+def _fenv():
+    """``(libc, fenv_t buffer)`` with the thread's current environment, or None off glibc
+    x86-64 (``fenv_t`` is 32 bytes there, the MXCSR its last 4)."""
+    if sys.platform != 'linux' or platform.machine() != 'x86_64':
+        return None
+    libc = ctypes.CDLL(None)
+    buf = (ctypes.c_uint32 * 8)()
+    if not hasattr(libc, 'fegetenv') or libc.fegetenv(buf) != 0:
+        return None
+    return libc, buf
+
+
+@contextlib.contextmanager
+def kernel_context():
+    """What the loops run under: one BLAS thread, denormals flushed."""
+    with one_blas_thread(), flushed_denormals():
+        yield
 
 
 class Spec(dict):
@@ -480,7 +519,7 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
         w, bx = params[:2]
         wx, rec = w[:dim], (feature_major(w[dim:]),)
     xs = np.ascontiguousarray(xp.transpose(2, 0, 1))              # (D, T, B)
-    with one_blas_thread():
+    with kernel_context():
         xw = np.dot(wx.T, xs.reshape(dim, steps * batch))          # (G, T * B)
         if bx is not None:
             xw += bx.reshape(-1, 1)
@@ -529,7 +568,7 @@ def backward(spec, cache, dy, dfinal, need_x=True):
     def flat(a):  # (F, T, B) -> (F, T * B)
         return a.reshape(a.shape[0], steps * batch)
 
-    with one_blas_thread():
+    with kernel_context():
         if spec.kind == 'lstm':
             dxw, *dstate = lstm_backward(dyt, *dstate, rec[0], *kept[:3], hm, vm, act, ract,
                                          order, one)
