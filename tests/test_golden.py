@@ -37,6 +37,15 @@ LAYERS = {'lstm': nnlstm.LSTM, 'gru': nnlstm.GRU, 'rnn': nnlstm.SimpleRNN}
 KERAS_CELLS = {'LSTM': 'lstm', 'GRU': 'gru', 'SimpleRNN': 'rnn'}
 
 
+@pytest.fixture(autouse=True, params=['fused', 'unrolled'])
+def path(request, monkeypatch):
+    """Every golden test runs on both paths: the CPU's fused kernels (the default) and the
+    unrolled graph (the predicate then finds no fused backend, for the wrappers too)."""
+    if request.param == 'unrolled':
+        monkeypatch.setattr(nnlstm.layers, 'backend', lambda: None)
+    return request.param
+
+
 def load_case(case):
     data = np.load(DATA / (case + '.npz'))
     arrays = {k: data[k] for k in data.files}
