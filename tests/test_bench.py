@@ -10,7 +10,8 @@ import pytest
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                      'benchmarks', 'bench.py')
-NNABLA_ROWS = ['nnlstm LSTM', 'nnlstm GRU', 'F.lstm (PF.lstm)', 'F.gru (PF.gru)',
+NNABLA_ROWS = ['nnlstm LSTM', 'nnlstm GRU', 'nnlstm LSTM, fused=False',
+               'nnlstm GRU, fused=False', 'F.lstm (PF.lstm)', 'F.gru (PF.gru)',
                'seed LSTM (naive)']
 TORCH_ROWS = ['torch nn.LSTM (1 thread)', 'torch nn.GRU (1 thread)']
 
