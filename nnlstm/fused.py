@@ -35,7 +35,7 @@ import numpy as np
 import nnabla as nn
 from nnabla.function import PythonFunction
 
-from . import gates
+from . import gates, unroll
 from .kinds import KINDS
 
 try:
@@ -138,28 +138,34 @@ def slope(code, y, one):
 
 @compiled
 def masked(h, h_mask):
-    return h * h_mask if h_mask.shape[0] else h.copy()
+    return h * h_mask if h_mask.shape[0] else h  # the loops never write into a state
 
 
 @compiled
 def activated(code, v, half):
-    """The activation ``code`` of the array ``v``, as a new array: compiled, one loop per
-    activation (one array in, one out, no branch inside, so it vectorizes); in NumPy one
-    expression. Sigmoid is ½·tanh(½v) + ½ (one tanh)."""
-    flat = v.ravel()
-    out = np.empty_like(flat)
+    """The activation ``code`` of the array ``v``, as a new array (:func:`activate_into`)."""
+    return activate_into(code, v, np.empty_like(v), half)
+
+
+@compiled
+def activate_into(code, v, out, half):
+    """``out`` (C-contiguous, the shape of ``v``; ``v`` itself for in place) = the
+    activation ``code`` of ``v``: compiled, one loop per activation (one array in, one out,
+    no branch inside, so it vectorizes); in NumPy one expression. Sigmoid is ½·tanh(½v) + ½
+    (one tanh). Returns ``out``."""
+    flat, dest = v.reshape(v.size), out.reshape(out.size)
     if code == 0:
         for k in span(flat.shape[0]):
-            out[k] = tanh(flat[k])
+            dest[k] = tanh(flat[k])
     elif code == 1:
         for k in span(flat.shape[0]):
-            out[k] = half * tanh(half * flat[k]) + half
+            dest[k] = half * tanh(half * flat[k]) + half
     elif code == 2:
         for k in span(flat.shape[0]):
-            out[k] = np.maximum(flat[k], flat[k] * 0)
+            dest[k] = np.maximum(flat[k], flat[k] * 0)
     else:
-        out[:] = flat
-    return out.reshape(v.shape)
+        dest[:] = flat
+    return out
 
 
 @compiled
@@ -192,10 +198,9 @@ def lstm_forward(xw, wht, c, h, h_mask, valid, act, ract, order, one, half, keep
     hms = np.empty((units, n, batch), xw.dtype)
     for s in range(steps):
         hm = masked(h, h_mask)
-        z = (xw[:, s] + np.dot(wht, hm)).reshape(4, units, batch)
-        g = np.empty_like(z)
+        g = (xw[:, s] + np.dot(wht, hm)).reshape(4, units, batch)  # a new array each step
         for k in range(4):
-            g[k] = activated(act if k == ia else ract, z[k], half)
+            activate_into(act if k == ia else ract, g[k], g[k], half)
         a, i, f, o = g[ia], g[ii], g[if_], g[io]
         cn = f * c + i * a
         tc = activated(act, cn, half)
@@ -409,12 +414,17 @@ def flushed_denormals():
         libc.fesetenv(buf)
 
 
+_libc = []
+
+
 def _fenv():
     """``(libc, fenv_t buffer)`` with the thread's current environment, or None off glibc
     x86-64 (``fenv_t`` is 32 bytes there, the MXCSR its last 4)."""
     if sys.platform != 'linux' or platform.machine() != 'x86_64':
         return None
-    libc = ctypes.CDLL(None)
+    if not _libc:
+        _libc.append(ctypes.CDLL(None))
+    libc = _libc[0]
     buf = (ctypes.c_uint32 * 8)()
     if not hasattr(libc, 'fegetenv') or libc.fegetenv(buf) != 0:
         return None
@@ -715,7 +725,6 @@ def layer(core, inputs, state, reverse, time_major, lengths, dropout, recurrent_
     graph draws them. ``order`` 'input', 'processing' or None: the order of the returned
     sequence, or None to return none (the function computes it anyway). Returns
     ``(sequence or None, final_state)``."""
-    from .unroll import dropout_mask
     kind = core.kind
     batch, steps, dim = (inputs.shape[1], inputs.shape[0], inputs.shape[2]) if time_major \
         else inputs.shape
@@ -725,8 +734,8 @@ def layer(core, inputs, state, reverse, time_major, lengths, dropout, recurrent_
                 reset_after=options.get('reset_after'), reverse=reverse,
                 time_major=time_major, input_order=order == 'input')
     extra = {'state': None if state is None else list(state),
-             'x_mask': dropout_mask((batch, dim), dropout) if dropout else None,
-             'h_mask': (dropout_mask((batch, core.units), recurrent_dropout)
+             'x_mask': unroll.dropout_mask((batch, dim), dropout) if dropout else None,
+             'h_mask': (unroll.dropout_mask((batch, core.units), recurrent_dropout)
                         if recurrent_dropout else None),
              'lengths': lengths}
     given = tuple(k for k in OPTIONAL if extra[k] is not None)
