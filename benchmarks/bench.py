@@ -27,8 +27,11 @@ The contenders (``--contenders``, comma separated):
   torch-lstm    torch.nn.LSTM (time-major, its native layout), 1 thread and all threads
   torch-gru     torch.nn.GRU
 
-Every training loss is the mean squared error of the last hidden state (B, H) against the
-same target. The PyTorch contenders run under another interpreter (NNabla 1.39 has wheels for
+Every training loss (``--loss``) is ``last``, the mean squared error of the last hidden
+state (B, H) against the same target, or ``sequence``, the mean of the whole output
+sequence (B, T, H), whose gradient reaches every step (the last state's fades through long
+sequences into denormal numbers, which cost PyTorch and NNabla's own functions about 100
+times more per operation). The PyTorch contenders run under another interpreter (NNabla 1.39 has wheels for
 CPython <= 3.10, the local torch wheel is for 3.11): ``--torch-python PATH``, or by default
 ``benchmarks/.torch-venv`` (made by ``--make-torch-venv``) or this interpreter if it can
 ``import torch``; without one they are skipped, saying why. Input data goes to the children
@@ -112,8 +115,10 @@ def measure(step, warmup, repeats, budget):
     return times
 
 
-def nnabla_graph(name, x_np, units, training):
-    """Build contender ``name``'s graph on the data; returns (input Variable, (B, H) output)."""
+def nnabla_graph(name, x_np, units, training, sequence=False):
+    """Build contender ``name``'s graph on the data; returns (input Variable, output): the
+    last hidden state (B, H), or with ``sequence`` the output sequence (B, T, H) (T, B, H
+    for F.lstm)."""
     import numpy as np
     import nnabla as nn
     import nnabla.functions as F
@@ -125,20 +130,20 @@ def nnabla_graph(name, x_np, units, training):
         h0 = nn.Variable.from_numpy_array(zeros)
         if name == 'fused-lstm':
             c0 = nn.Variable.from_numpy_array(zeros)
-            _, hn, _ = PF.lstm(x, h0, c0, training=training, name='lstm')
+            y, hn, _ = PF.lstm(x, h0, c0, training=training, name='lstm')
         else:
-            _, hn = PF.gru(x, h0, training=training, name='gru')
-        return x, F.reshape(hn, (batch, units))
+            y, hn = PF.gru(x, h0, training=training, name='gru')
+        return x, (y if sequence else F.reshape(hn, (batch, units)))
     x = nn.Variable.from_numpy_array(x_np)
     if name.startswith('nnlstm-'):
         import nnlstm
         layer = nnlstm.LSTM if name.startswith('nnlstm-lstm') else nnlstm.GRU
         fused = False if name.endswith('-unrolled') else None
-        return x, layer(x, units, name='layer', fused=fused)
+        return x, layer(x, units, return_sequences=sequence, name='layer', fused=fused)
     if name == 'seed-lstm':
         sys.path.insert(0, HERE)
         from seed import seed_lstm
-        return x, seed_lstm(x, units)
+        return x, seed_lstm(x, units, return_sequences=sequence)
     raise ValueError("unknown NNabla contender %r" % name)
 
 
@@ -169,11 +174,13 @@ def child_nnabla(a):
     training = a.mode == 'train'
     t = time.perf_counter()
     with contextlib.nullcontext() if training else nn.no_grad():
-        _, h = nnabla_graph(a.child, x_np, units, training)
+        _, h = nnabla_graph(a.child, x_np, units, training, a.loss == 'sequence')
     build = time.perf_counter() - t
     if training:
-        target = nn.Variable.from_numpy_array(y_np)
-        loss = F.mean(F.squared_error(h, target))
+        if a.loss == 'sequence':
+            loss = F.mean(h)
+        else:
+            loss = F.mean(F.squared_error(h, nn.Variable.from_numpy_array(y_np)))
         solver = S.Adam(1e-3)
         solver.set_parameters(nn.get_parameters())
 
@@ -217,9 +224,12 @@ def child_torch(a):
 
         def step():
             opt.zero_grad()
-            _, state = model(x)
-            h = state[0] if isinstance(state, tuple) else state  # (1, B, H)
-            loss = ((h[-1] - y) ** 2).mean()
+            out, state = model(x)
+            if a.loss == 'sequence':
+                loss = out.mean()
+            else:
+                h = state[0] if isinstance(state, tuple) else state  # (1, B, H)
+                loss = ((h[-1] - y) ** 2).mean()
             loss.backward()
             opt.step()
             sync()
@@ -307,7 +317,7 @@ def run_child(python, a, name, mode, data, threads=None, repeats=None, warmup=No
     cmd = [python, os.path.abspath(__file__), '--child', name, '--mode', mode, '--data', data,
            '--repeats', str(a.repeats if repeats is None else repeats),
            '--warmup', str(a.warmup if warmup is None else warmup),
-           '--budget', str(a.budget), '--context', a.context]
+           '--budget', str(a.budget), '--context', a.context, '--loss', a.loss]
     if threads:
         cmd += ['--threads', threads]
     try:
@@ -466,6 +476,9 @@ def get_args(argv=None):
                    help='measurements run at once: only for smoke runs, as they disturb '
                         'each other (default 1)')
     p.add_argument('--context', '-c', default='cpu', choices=('cpu', 'cudnn'))
+    p.add_argument('--loss', default='last', choices=('last', 'sequence'),
+                   help="the training loss: MSE of the last hidden state ('last', default) "
+                        "or the mean of the output sequence ('sequence')")
     p.add_argument('--torch-python', default=None,
                    help="a Python that imports torch ('none': skip PyTorch; default: "
                         "benchmarks/.torch-venv, then this Python)")

@@ -183,33 +183,45 @@ def carried(valid, s, new, old, one):
 
 @compiled
 def lstm_forward(xw, wht, c, h, h_mask, valid, act, ract, order, one, half, keep):
-    """LSTM over ``xw`` (4H, T, B) = W_x x + b; ``wht`` (4H, H) the recurrent rows of W,
+    """LSTM over ``xw`` (T, 4H, B) = W_x x + b; ``wht`` (4H, H) the recurrent rows of W,
     transposed; ``c``, ``h`` (H, B) the initial state. ``order`` the gate rows of a, i,
     f, o. Returns y (T, H, B), c_T, h_T and the cache: the activated gates (T, 4, H, B),
     c_{t-1} and act(c_t) (T, H, B each), the masked h_{t-1} (H, T, B)."""
-    cols, steps, batch = xw.shape
+    steps, cols, batch = xw.shape
     units = cols // 4
+    n = units * batch
     ia, ii, if_, io = order
-    n = steps if keep else 0
+    kept = steps if keep else 1  # without ``keep``, one step's scratch
     y = np.empty((steps, units, batch), xw.dtype)
-    gates = np.empty((n, 4, units, batch), xw.dtype)
-    cprev = np.empty((n, units, batch), xw.dtype)
-    tcs = np.empty((n, units, batch), xw.dtype)
-    hms = np.empty((units, n, batch), xw.dtype)
+    gates = np.empty((kept, 4, n), xw.dtype)
+    tcs = np.empty((kept, n), xw.dtype)
+    cprev = np.empty((steps if keep else 0, units, batch), xw.dtype)
+    hms = np.empty((units, steps if keep else 0, batch), xw.dtype)
     for s in range(steps):
         hm = masked(h, h_mask)
-        g = (xw[:, s] + np.dot(wht, hm)).reshape(4, units, batch)  # a new array each step
-        for k in range(4):
-            activate_into(act if k == ia else ract, g[k], g[k], half)
-        a, i, f, o = g[ia], g[ii], g[if_], g[io]
-        cn = f * c + i * a
-        tc = activated(act, cn, half)
-        hn = o * tc
+        z, x = np.dot(wht, hm).reshape(4, n), xw[s].reshape(4, n)
+        j = s if keep else 0
+        g, tc = gates[j], tcs[j]
+        for r in range(4):
+            zr, xr = z[r], x[r]
+            for k in span(n):
+                zr[k] = zr[k] + xr[k]
+            activate_into(act if r == ia else ract, zr, g[r], half)  # out of place: vectorized
+        a, i, f, o, cf = g[ia], g[ii], g[if_], g[io], c.reshape(n)
+        cn = np.empty(n, xw.dtype)
+        for k in span(n):
+            cn[k] = f[k] * cf[k] + i[k] * a[k]
+        activate_into(act, cn, tc, half)
+        hn = np.empty(n, xw.dtype)
+        for k in span(n):
+            hn[k] = o[k] * tc[k]
         if keep:
-            gates[s], cprev[s], tcs[s], hms[:, s] = g, c, tc, hm
+            cprev[s], hms[:, s] = c, hm
+        cn, hn = cn.reshape(units, batch), hn.reshape(units, batch)
         y[s] = output(valid, s, hn)
         c, h = carried(valid, s, cn, c, one), carried(valid, s, hn, h, one)
-    return y, c, h, gates, cprev, tcs, hms
+    return (y, c, h, gates.reshape(kept, 4, units, batch), cprev,
+            tcs.reshape(kept, units, batch), hms)
 
 
 @compiled
@@ -218,29 +230,34 @@ def lstm_backward(dy, dc, dh, wht, gates, cprev, tcs, h_mask, valid, act, ract, 
     (H, B) the gradients of c_T, h_T. Returns dZ (4H, T, B), the gradient of the
     pre-activations, and the gradients of c_0, h_0."""
     steps, units, batch = dy.shape
+    n = units * batch
     ia, ii, if_, io = order
     dz = np.empty((4, units, steps, batch), dy.dtype)
-    d = np.empty((4, units, batch), dy.dtype)
+    d = np.empty((4, n), dy.dtype)
     wh = np.ascontiguousarray(wht.T)
     for s in range(steps - 1, -1, -1):
-        g = gates[s]
+        g = gates[s].reshape(4, n)
         a, i, f, o = g[ia], g[ii], g[if_], g[io]
-        tc = tcs[s]
-        if valid.shape[0]:
+        tc, cp = tcs[s].reshape(n), cprev[s].reshape(n)
+        if valid.shape[0]:  # past its length a step passes the gradients through
             m = valid[s]
-            dhn = m * (dy[s] + dh)
-            dcn = m * dc + dhn * o * slope(act, tc, one)
-            dh = (one - m) * dh
-            dc = (one - m) * dc + dcn * f
+            dhn, dci = m * (dy[s] + dh), m * dc
+            dh, passed = (one - m) * dh, (one - m) * dc
         else:
-            dhn = dy[s] + dh
-            dcn = dc + dhn * o * slope(act, tc, one)
-            dc = dcn * f
-        d[ia] = dcn * i * slope(act, a, one)
-        d[ii] = dcn * a * slope(ract, i, one)
-        d[if_] = dcn * cprev[s] * slope(ract, f, one)
-        d[io] = dhn * tc * slope(ract, o, one)
-        dz[:, :, s] = d
+            dhn, dci, passed = dy[s] + dh, dc, dc
+        dhn, dci = dhn.reshape(n), dci.reshape(n)
+        dcp = np.empty(n, dy.dtype)  # the gradient of c_{t-1} through the forget gate
+        for k in span(n):
+            dcn = dci[k] + dhn[k] * o[k] * slope(act, tc[k], one)
+            d[ia, k] = dcn * i[k] * slope(act, a[k], one)
+            d[ii, k] = dcn * a[k] * slope(ract, i[k], one)
+            d[if_, k] = dcn * cp[k] * slope(ract, f[k], one)
+            d[io, k] = dhn[k] * tc[k] * slope(ract, o[k], one)
+            dcp[k] = dcn * f[k]
+        dc = dcp.reshape(units, batch)
+        if valid.shape[0]:
+            dc = dc + passed
+        dz[:, :, s] = d.reshape(4, units, batch)
         dhm = np.dot(wh, d.reshape(4 * units, batch))
         dhm = dhm * h_mask if h_mask.shape[0] else dhm
         dh = dh + dhm if valid.shape[0] else dhm
@@ -249,13 +266,13 @@ def lstm_backward(dy, dc, dh, wht, gates, cprev, tcs, h_mask, valid, act, ract, 
 
 @compiled
 def gru_forward(xw, ut, bu, unt, h, h_mask, valid, act, ract, order, one, half, keep):
-    """GRU over ``xw`` (3H, T, B) = W_x x + b_x from ``h`` (H, B). ``reset_after``
+    """GRU over ``xw`` (T, 3H, B) = W_x x + b_x from ``h`` (H, B). ``reset_after``
     (``unt`` empty): ``ut`` (3H, H) the recurrent kernel transposed, in the gate order,
     and ``bu`` (3, H, B) its bias broadcast; else ``ut`` (2H, H) the z then r blocks and
     ``unt`` (H, H) the candidate's, transposed. Returns y (T, H, B), h_T and the cache:
     z, r, n and h_{t-1} (4, T, H, B), the candidate's recurrent term (U_n h + c_n, or
     r * h for reset_after=False) and the masked h_{t-1} (H, T, B each)."""
-    cols, steps, batch = xw.shape
+    steps, cols, batch = xw.shape
     units = cols // 3
     iz, ir, in_ = order
     after = unt.shape[0] == 0
@@ -267,7 +284,7 @@ def gru_forward(xw, ut, bu, unt, h, h_mask, valid, act, ract, order, one, half, 
     hms = np.empty((units, n, batch), xw.dtype)
     for s in range(steps):
         hm = masked(h, h_mask)
-        x = np.ascontiguousarray(xw[:, s]).reshape(3, units, batch)
+        x = xw[s].reshape(3, units, batch)
         rec = np.dot(ut, hm).reshape(ut.shape[0] // units, units, batch)
         if after:
             rec = rec + bu
@@ -331,17 +348,17 @@ def gru_backward(dy, dh, ut, unt, cache, terms, hms, h_mask, valid, act, ract, o
 
 @compiled
 def rnn_forward(xw, wht, h, h_mask, valid, act, one, half, keep):
-    """SimpleRNN over ``xw`` (H, T, B) = W_x x + b from ``h`` (H, B); ``wht`` (H, H) the
+    """SimpleRNN over ``xw`` (T, H, B) = W_x x + b from ``h`` (H, B); ``wht`` (H, H) the
     recurrent rows of W, transposed. Returns y (T, H, B), h_T and the cache: h_t before
     the blend (T, H, B), the masked h_{t-1} (H, T, B)."""
-    units, steps, batch = xw.shape
+    steps, units, batch = xw.shape
     n = steps if keep else 0
     y = np.empty((steps, units, batch), xw.dtype)
     cache = np.empty((n, units, batch), xw.dtype)
     hms = np.empty((units, n, batch), xw.dtype)
     for s in range(steps):
         hm = masked(h, h_mask)
-        hn = activated(act, xw[:, s] + np.dot(wht, hm), half)
+        hn = activated(act, xw[s] + np.dot(wht, hm), half)
         if keep:
             cache[s], hms[:, s] = hn, hm
         y[s] = output(valid, s, hn)
@@ -533,7 +550,7 @@ def forward(spec, x, params, state=None, x_mask=None, h_mask=None, lengths=None,
         xw = np.dot(wx.T, xs.reshape(dim, steps * batch))          # (G, T * B)
         if bx is not None:
             xw += bx.reshape(-1, 1)
-        xw = xw.reshape(-1, steps, batch)
+        xw = np.ascontiguousarray(xw.reshape(-1, steps, batch).transpose(1, 0, 2))  # (T, G, B)
         if spec.kind == 'lstm':
             y, c, h, *kept = lstm_forward(xw, rec[0], *state, hm, vm, act, ract, order, one,
                                           half, keep)
