@@ -35,7 +35,7 @@ import numpy as np
 import nnabla as nn
 from nnabla.function import PythonFunction
 
-from . import gates, unroll
+from . import gates, process, unroll
 from .kinds import KINDS
 
 try:
@@ -450,7 +450,9 @@ def _fenv():
 
 @contextlib.contextmanager
 def kernel_context():
-    """What the loops run under: one BLAS thread, denormals flushed."""
+    """What the loops run under: one BLAS thread, denormals flushed (and, once per
+    process, :func:`nnlstm.process.tune_malloc`)."""
+    process.tune_malloc()
     with one_blas_thread(), flushed_denormals():
         yield
 

@@ -1,63 +1,81 @@
 """What nnlstm does to the whole process, in one place, and how to turn each off.
 
-1. **The ``nnabla.nnabla`` module alias** (installed on ``import nnlstm``): NNabla 1.39's
-   compiled ``Function.__call__`` runs an implicit relative ``import nnabla``, which first
-   looks for a module 'nnabla.nnabla'; without one, every function call searches the disk
-   twice, three quarters of the time an unrolled graph takes to build. Turn it off with the
-   environment variable ``NNLSTM_NO_NNABLA_ALIAS=1`` before the import, or at run time
-   with ``nnlstm.process.set_nnabla_alias(False)``.
+1. **The module aliases** ``nnabla.nnabla``, ``nnabla.nnabla_ext`` and ``nnabla.gc``
+   (installed on ``import nnlstm``): NNabla 1.39's compiled code runs implicit relative
+   imports, which first look for a module of that name inside the ``nnabla`` package and,
+   without one, search the disk: ``import nnabla`` in every ``Function.__call__`` (three
+   quarters of the time an unrolled graph takes to build), ``nnabla_ext`` in every read or
+   write of ``Variable.d`` and ``.g`` (about 0.1 ms each, 0.7 of the 3.4 ms a fused LSTM
+   forward takes at B, T, D, H = 32, 50, 1, 64), ``gc`` in every ``forward``. Turn them off
+   with the environment variable ``NNLSTM_NO_NNABLA_ALIAS=1`` before the import, or at run
+   time with ``nnlstm.process.set_nnabla_alias(False)``.
 2. **The stack limit** (raised when a long graph is built): NNabla walks and frees graphs
    recursively, about 1.5 KiB of stack per unrolled step, so the default 8 MiB stack
    overflows near T = 6000. :func:`ensure_stack` raises the process's soft
    ``RLIMIT_STACK`` (it governs the main thread's stack, whichever thread calls it) and
    warns when the calling thread's own fixed stack is too small. Turn it off with
    ``NNLSTM_NO_STACK_LIMIT=1`` or ``nnlstm.process.raise_stack_limit = False``.
+3. **glibc malloc's thresholds** (set when a fused CPU kernel first runs,
+   :func:`tune_malloc`): by default glibc maps each block over 128 KiB afresh and gives
+   freed memory at the top of the heap back to the system at once, so every pass of a
+   fused layer page-faults its arrays in again: measured 766 page faults per LSTM forward
+   at B, T, D, H = 32, 50, 1, 64, 2 of its 5 ms. ``M_MMAP_THRESHOLD`` 32 MiB and
+   ``M_TRIM_THRESHOLD`` 64 MiB, the largest values glibc's own dynamic threshold reaches,
+   keep up to 64 MiB of freed memory mapped for the next pass. Left alone where the
+   ``MALLOC_*`` or ``GLIBC_TUNABLES`` environment variables set them; turn it off with
+   ``NNLSTM_NO_MALLOC_TUNING=1`` or ``nnlstm.process.malloc_tuning = False``.
 
 And one process-wide lock: NNabla's parameter scope is global, not per thread, so
 nnlstm's builders hold :data:`BUILD_LOCK` (re-entrant) while they change it; NNabla's own
 ``PF`` calls in other threads do not take it.
 """
 import ctypes
+import importlib
 import os
 import sys
 import threading
 import types
 import warnings
 
-import nnabla
 
 try:
     import resource
 except ImportError:  # Windows: the main thread's stack is fixed when the process starts
     resource = None
 
+#: The alias modules, by name, and the module each forwards to.
+ALIASES = {'nnabla.nnabla': 'nnabla', 'nnabla.nnabla_ext': 'nnabla_ext', 'nnabla.gc': 'gc'}
 ALIAS = 'nnabla.nnabla'
 
 
 class _NnablaAlias(types.ModuleType):
-    """``nnabla`` under the name 'nnabla.nnabla'. NNabla 1.39's compiled Function.__call__
-    runs an implicit relative ``import nnabla``, which first looks for a module
-    'nnabla.nnabla': without one, two failed searches of the disk per function call, three
-    quarters of the time an unrolled graph takes to build (None in sys.modules still costs
-    importlib's locks, about 15 % of the build). This module is found at once and forwards
-    every attribute to ``nnabla``. It is not a package (no ``__path__``), so a relative import
-    of a submodule through it fails at once and falls back to the real one instead of
-    loading a second copy."""
+    """A module under a name like 'nnabla.nnabla' that forwards every attribute to the
+    module ``target`` ('nnabla'). NNabla 1.39's compiled code runs implicit relative imports
+    (``import nnabla`` in Function.__call__), which first look for 'nnabla.<name>': without
+    one, two failed searches of the disk each time (None in sys.modules still costs
+    importlib's locks, about 15 % of a build). This module is found at once. It is not a
+    package (no ``__path__``), so a relative import of a submodule through it fails at once
+    and falls back to the real one instead of loading a second copy."""
+
+    def __init__(self, name, target):
+        super().__init__(name)
+        self.__target = target
 
     def __getattr__(self, name):
-        if name.startswith('__'):
+        if name.startswith('__') or name.startswith('_NnablaAlias'):
             raise AttributeError(name)
-        return getattr(nnabla, name)
+        return getattr(importlib.import_module(self.__target), name)
 
 
 def set_nnabla_alias(on=True):
-    """Install (``on``) or remove nnlstm's 'nnabla.nnabla' alias module; a module of that
-    name that nnlstm did not install is left alone."""
-    current = sys.modules.get(ALIAS)
-    if on and current is None:
-        sys.modules[ALIAS] = _NnablaAlias(ALIAS)
-    elif not on and isinstance(current, _NnablaAlias):
-        del sys.modules[ALIAS]
+    """Install (``on``) or remove nnlstm's alias modules (:data:`ALIASES`); a module of
+    one of those names that nnlstm did not install is left alone."""
+    for name, target in ALIASES.items():
+        current = sys.modules.get(name)
+        if on and current is None:
+            sys.modules[name] = _NnablaAlias(name, target)
+        elif not on and isinstance(current, _NnablaAlias):
+            del sys.modules[name]
 
 
 def _env(name):
@@ -130,6 +148,35 @@ def ensure_stack(steps):
                          '' if raise_stack_limit else
                          ' (nnlstm.process.raise_stack_limit is off)'),
                       RuntimeWarning, stacklevel=3)
+
+
+#: Set glibc malloc's thresholds before the first fused kernel runs (:func:`tune_malloc`).
+malloc_tuning = not _env('NNLSTM_NO_MALLOC_TUNING')
+
+#: :func:`tune_malloc`'s values: glibc's ``M_MMAP_THRESHOLD`` (-3) and ``M_TRIM_THRESHOLD``
+#: (-1), in bytes.
+MALLOC_THRESHOLDS = {-3: 32 << 20, -1: 64 << 20}
+
+_malloc = []
+
+
+def tune_malloc():
+    """Set glibc malloc's mmap and trim thresholds (:data:`MALLOC_THRESHOLDS`) once per
+    process, unless :data:`malloc_tuning` is off, the environment sets them, or this is not
+    glibc. Returns whether they are set."""
+    if not _malloc:
+        done = False
+        if malloc_tuning and sys.platform.startswith('linux') and not any(
+                k in os.environ for k in ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_',
+                                          'MALLOC_TOP_PAD_', 'GLIBC_TUNABLES')):
+            try:
+                mallopt = ctypes.CDLL(None).mallopt
+            except (OSError, AttributeError):
+                mallopt = None
+            done = mallopt is not None and all(
+                mallopt(option, value) == 1 for option, value in MALLOC_THRESHOLDS.items())
+        _malloc.append(done)
+    return _malloc[0]
 
 
 #: Held (re-entrantly) by every nnlstm builder while it changes NNabla's global parameter
