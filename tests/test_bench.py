@@ -58,6 +58,22 @@ def test_quick_run_has_every_row(tmp_path):
     assert len(result['results']) == 2 * (len(NNABLA_ROWS) + (2 if with_torch else 0))
 
 
+def test_the_sequence_loss_runs_every_kind_of_contender(tmp_path):
+    """``--loss sequence`` (the mean of the output sequence) builds each kind of graph:
+    nnlstm's, F.lstm's and the seed's with their sequences, PyTorch's from its output."""
+    out = tmp_path / 'bench.json'
+    p = bench('--quick', '--jobs', '2', '--loss', 'sequence', '--build-steps', '',
+              '--contenders', 'nnlstm-lstm,fused-lstm,seed-lstm,torch-lstm', '--json', str(out))
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert '--loss sequence' in result['environment']['argv']
+    with_torch = result['environment']['torch_python'] is not None
+    want = ['nnlstm LSTM', 'F.lstm (PF.lstm)', 'seed LSTM (naive)']
+    assert table_rows(p.stdout, '### B=4 T=6 D=3 H=8') == want + TORCH_ROWS[:1] * with_torch
+    for r in result['results']:
+        assert 'error' not in r and r['median_ms'] > 0, r
+
+
 def test_torch_can_be_skipped():
     p = bench('--quick', '--contenders', 'torch-lstm', '--torch-python', 'none',
               '--build-steps', '')
