@@ -64,7 +64,8 @@ class _NnablaAlias(types.ModuleType):
     def __getattr__(self, name):
         if name.startswith('__') or name.startswith('_NnablaAlias'):
             raise AttributeError(name)
-        return getattr(importlib.import_module(self.__target), name)
+        module = sys.modules.get(self.__target) or importlib.import_module(self.__target)
+        return getattr(module, name)  # on NNabla's per-call path: a dict lookup, no import
 
 
 def set_nnabla_alias(on=True):
